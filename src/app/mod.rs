@@ -1,0 +1,5 @@
+//! Application state and how it changes. No I/O here.
+
+pub mod action;
+pub mod state;
+pub mod update;

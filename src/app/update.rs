@@ -1,0 +1,432 @@
+//! How the app reacts to keys, mouse, new topologies and failover progress. Pure state
+//! changes; anything that touches a cluster is returned as a [`Command`].
+
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+
+use super::action::{action_for, Action, Scope};
+use super::state::*;
+use crate::engine::LogEntry;
+use crate::failover::apply::Progress;
+use crate::failover::plan::{self, Plan, Subject};
+use crate::failover::preflight::{self, Verdict};
+use crate::topology::model::{Severity, Topology};
+use crate::ui::tree::{self, NodeRef};
+
+impl App {
+    /// Rebuilds the tree items when the topology, filter or theme changed.
+    pub fn refresh_tree(&mut self) {
+        if !self.tree_dirty {
+            return;
+        }
+        self.tree_dirty = false;
+        let model = tree::build(&self.topology, &self.filter, self.theme());
+        self.tree_items = model.items;
+        self.nodes = model.nodes;
+        if !self.filter.is_empty() {
+            for path in tree::all_parent_paths(&self.tree_items) {
+                self.tree_state.open(path);
+            }
+        }
+        let selected = self.tree_state.selected().to_vec();
+        let still_there = selected
+            .last()
+            .map(|id| self.nodes.contains_key(id))
+            .unwrap_or(false);
+        if !still_there {
+            // Keep the cursor on the same node if it moved (e.g. re-parented), else go to top.
+            let moved = selected
+                .last()
+                .and_then(|id| tree::path_to(&self.tree_items, id));
+            match moved {
+                Some(path) => {
+                    self.tree_state.select(path);
+                }
+                None => {
+                    self.tree_state.select_first();
+                }
+            }
+        }
+    }
+
+    pub fn on_topology(&mut self, topology: Arc<Topology>, log: Vec<LogEntry>) {
+        self.topology = topology;
+        self.tree_dirty = true;
+        for entry in log {
+            self.push_log(entry);
+        }
+        if !self.received_first {
+            self.received_first = true;
+            // Start with meshes, networks and clusters open.
+            for mesh in &self.topology.meshes {
+                let mesh_id = crate::topology::model::NodeId::mesh(&mesh.id);
+                self.tree_state.open(vec![mesh_id.clone()]);
+                for net in &mesh.networks {
+                    let net_id = crate::topology::model::NodeId::network(&mesh.id, &net.name);
+                    self.tree_state.open(vec![mesh_id.clone(), net_id]);
+                }
+            }
+        }
+        self.refresh_tree();
+        // Preflight of an open review is re-run so what is shown is never stale.
+        let read_only = self.read_only;
+        let topology = self.topology.clone();
+        if let Some(Modal::Failover(m)) = &mut self.modal {
+            if m.phase == Phase::Review {
+                m.checks = preflight::preflight(&topology, &m.plan, read_only);
+            }
+        }
+    }
+
+    pub fn on_mouse(&mut self, event: MouseEvent) {
+        match event.kind {
+            MouseEventKind::ScrollDown => {
+                self.tree_state.scroll_down(3);
+            }
+            MouseEventKind::ScrollUp => {
+                self.tree_state.scroll_up(3);
+            }
+            MouseEventKind::Down(_) => {
+                self.tree_state
+                    .click_at(ratatui::layout::Position::new(event.column, event.row));
+            }
+            _ => {}
+        }
+    }
+
+    pub fn on_key(&mut self, key: KeyEvent) -> Option<Command> {
+        if self.filter_editing {
+            return self.on_filter_key(key);
+        }
+        match &self.modal {
+            Some(Modal::Failover(_)) => return self.on_failover_key(key),
+            Some(Modal::Help) | Some(Modal::Message { .. }) => {
+                if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+                    self.quit = true;
+                    return Some(Command::Quit);
+                }
+                // Any key closes an informational overlay; `?` toggles help.
+                self.modal = None;
+                return None;
+            }
+            None => {}
+        }
+        let action = action_for(Scope::Main, &key)?;
+        self.on_action(action)
+    }
+
+    fn on_action(&mut self, action: Action) -> Option<Command> {
+        match action {
+            Action::Up => {
+                self.tree_state.key_up();
+            }
+            Action::Down => {
+                self.tree_state.key_down();
+            }
+            Action::Collapse => {
+                self.tree_state.key_left();
+            }
+            Action::Expand => {
+                self.tree_state.key_right();
+            }
+            Action::Toggle => {
+                self.tree_state.toggle_selected();
+            }
+            Action::PageUp => {
+                let page = self.page.max(1);
+                self.tree_state
+                    .select_relative(|c| c.map_or(0, |c| c.saturating_sub(page)));
+            }
+            Action::PageDown => {
+                let page = self.page.max(1);
+                self.tree_state
+                    .select_relative(|c| c.map_or(0, |c| c.saturating_add(page)));
+            }
+            Action::First => {
+                self.tree_state.select_first();
+            }
+            Action::Last => {
+                self.tree_state.select_last();
+            }
+            Action::Filter => {
+                self.filter_editing = true;
+            }
+            Action::Escape => {
+                if !self.filter.is_empty() {
+                    self.filter.clear();
+                    self.tree_dirty = true;
+                    self.refresh_tree();
+                }
+            }
+            Action::Help => self.modal = Some(Modal::Help),
+            Action::Theme => {
+                self.theme_index = (self.theme_index + 1) % self.themes.len();
+                self.tree_dirty = true;
+                self.refresh_tree();
+            }
+            Action::Failover => self.open_failover(),
+            Action::Undo => self.open_undo(),
+            Action::Quit => {
+                self.quit = true;
+                return Some(Command::Quit);
+            }
+            Action::Confirm | Action::NextTarget => {}
+        }
+        None
+    }
+
+    fn on_filter_key(&mut self, key: KeyEvent) -> Option<Command> {
+        match key.code {
+            KeyCode::Esc => {
+                self.filter_editing = false;
+                self.filter.clear();
+            }
+            KeyCode::Enter => self.filter_editing = false,
+            KeyCode::Backspace => {
+                self.filter.pop();
+            }
+            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.quit = true;
+                return Some(Command::Quit);
+            }
+            KeyCode::Char(c) => self.filter.push(c),
+            KeyCode::Down => {
+                self.tree_state.key_down();
+                return None;
+            }
+            KeyCode::Up => {
+                self.tree_state.key_up();
+                return None;
+            }
+            _ => return None,
+        }
+        self.tree_dirty = true;
+        self.refresh_tree();
+        // Put the cursor on the first match so Enter lands somewhere useful.
+        if !self.filter.is_empty() {
+            let filter = self.filter.to_lowercase();
+            if let Some(path) = first_match(&self.tree_items, &filter, &self.nodes) {
+                self.tree_state.select(path);
+            }
+        }
+        None
+    }
+
+    fn subject(&self) -> Option<Subject> {
+        match self.selected()? {
+            NodeRef::ControlPlane(id) => Some(Subject::ControlPlane(id.clone())),
+            other => other.cluster().map(|c| Subject::Cluster(c.to_string())),
+        }
+    }
+
+    fn open_failover(&mut self) {
+        let Some(subject) = self.subject() else {
+            self.modal = Some(Modal::Message {
+                title: "Failover".into(),
+                body: "Select a cluster or a control plane first.".into(),
+            });
+            return;
+        };
+        let targets = plan::targets(&self.topology, &subject);
+        match plan::plan(&self.topology, &subject, targets.first().map(String::as_str)) {
+            Ok(p) => {
+                let checks = preflight::preflight(&self.topology, &p, self.read_only);
+                self.modal = Some(Modal::Failover(Box::new(FailoverModal {
+                    subject: Some(subject),
+                    targets,
+                    target: 0,
+                    plan: p,
+                    checks,
+                    phase: Phase::Review,
+                    is_undo: false,
+                })));
+            }
+            Err(e) => {
+                self.modal = Some(Modal::Message {
+                    title: "Failover".into(),
+                    body: format!("Cannot fail over: {e}"),
+                })
+            }
+        }
+    }
+
+    fn open_undo(&mut self) {
+        let Some(last) = &self.last_applied else {
+            self.modal = Some(Modal::Message {
+                title: "Undo".into(),
+                body: "No failover to undo in this session.".into(),
+            });
+            return;
+        };
+        let undo = last.inverse();
+        let checks = preflight::preflight(&self.topology, &undo, self.read_only);
+        self.modal = Some(Modal::Failover(Box::new(FailoverModal {
+            subject: None,
+            targets: vec![undo.to.clone()],
+            target: 0,
+            plan: undo,
+            checks,
+            phase: Phase::Review,
+            is_undo: true,
+        })));
+    }
+
+    fn on_failover_key(&mut self, key: KeyEvent) -> Option<Command> {
+        let action = action_for(Scope::Failover, &key)?;
+        let read_only = self.read_only;
+        let topology = self.topology.clone();
+        let Some(Modal::Failover(m)) = &mut self.modal else {
+            return None;
+        };
+        match (action, &m.phase) {
+            (Action::Quit, _) => {
+                self.quit = true;
+                return Some(Command::Quit);
+            }
+            (Action::Escape, Phase::Running { .. }) => {
+                // The plan keeps running; progress continues in the event log.
+                self.modal = None;
+            }
+            (Action::Escape, _) => self.modal = None,
+            (Action::NextTarget, Phase::Review) if !m.is_undo && m.targets.len() > 1 => {
+                m.target = (m.target + 1) % m.targets.len();
+                if let Some(subject) = &m.subject {
+                    match plan::plan(&topology, subject, Some(&m.targets[m.target])) {
+                        Ok(p) => {
+                            m.checks = preflight::preflight(&topology, &p, read_only);
+                            m.plan = p;
+                        }
+                        Err(e) => {
+                            m.checks = vec![preflight::Check {
+                                name: "plan".into(),
+                                verdict: Verdict::Fail,
+                                reason: e,
+                            }];
+                        }
+                    }
+                }
+            }
+            (Action::Confirm, Phase::Review) => {
+                // Checks run again on the latest facts right before applying.
+                m.checks = preflight::preflight(&topology, &m.plan, read_only);
+                if preflight::blocking(&m.checks) {
+                    return None;
+                }
+                let steps = m
+                    .plan
+                    .changes
+                    .iter()
+                    .map(|c| StepView {
+                        description: c.describe(),
+                        result: None,
+                    })
+                    .collect();
+                m.phase = Phase::Running { steps, note: None };
+                let plan = m.plan.clone();
+                let now = self.now;
+                self.push_log(LogEntry {
+                    at: now,
+                    severity: Severity::Info,
+                    message: format!("failover started: {}", plan.title()),
+                });
+                return Some(Command::Execute(plan));
+            }
+            _ => {}
+        }
+        None
+    }
+
+    pub fn on_progress(&mut self, progress: Progress) {
+        let now = self.now;
+        if let Progress::Done {
+            ok,
+            message,
+            applied,
+        } = &progress
+        {
+            let title = applied.title();
+            self.push_log(LogEntry {
+                at: now,
+                severity: if *ok { Severity::Info } else { Severity::Error },
+                message: format!(
+                    "failover {}: {title}: {message}",
+                    if *ok { "done" } else { "FAILED" }
+                ),
+            });
+            let was_undo = applied.undo_of.is_some();
+            if was_undo && *ok {
+                self.last_applied = None;
+            } else if !applied.changes.is_empty() && !was_undo {
+                self.last_applied = Some((**applied).clone());
+            }
+        }
+        let Some(Modal::Failover(m)) = &mut self.modal else {
+            return;
+        };
+        let steps = match &mut m.phase {
+            Phase::Running { steps, .. } => steps,
+            _ => return,
+        };
+        match progress {
+            Progress::Step { index, result, .. } => {
+                if let Some(step) = steps.get_mut(index) {
+                    step.result = Some(result);
+                }
+            }
+            Progress::Verifying(note) => {
+                if let Phase::Running { note: n, .. } = &mut m.phase {
+                    *n = Some(note);
+                }
+            }
+            Progress::Done { ok, message, .. } => {
+                let steps = std::mem::take(steps);
+                m.phase = Phase::Done { ok, message, steps };
+            }
+        }
+    }
+
+    /// The plan shown in an open failover modal (for tests and `--dry-run`).
+    pub fn open_plan(&self) -> Option<&Plan> {
+        match &self.modal {
+            Some(Modal::Failover(m)) => Some(&m.plan),
+            _ => None,
+        }
+    }
+}
+
+fn first_match(
+    items: &[tui_tree_widget::TreeItem<'static, String>],
+    filter: &str,
+    nodes: &std::collections::HashMap<String, NodeRef>,
+) -> Option<Vec<String>> {
+    fn name_of(node: &NodeRef) -> &str {
+        match node {
+            NodeRef::Mesh(m) => m,
+            NodeRef::Network(_, n) => n,
+            NodeRef::Cluster(c) => c,
+            NodeRef::ControlPlanes(_) => "control planes",
+            NodeRef::Gateways(_) => "gateways",
+            NodeRef::Namespaces(_) => "namespaces",
+            NodeRef::ControlPlane(id) | NodeRef::Gateway(id) => id,
+            NodeRef::Served(_, c) => c,
+            NodeRef::Namespace(_, n) => n,
+            NodeRef::Service(_, _, s) => s,
+        }
+    }
+    for item in items {
+        let id = item.identifier();
+        if nodes
+            .get(id)
+            .map(|n| name_of(n).to_lowercase().contains(filter))
+            .unwrap_or(false)
+        {
+            return Some(vec![id.clone()]);
+        }
+        if let Some(mut rest) = first_match(item.children(), filter, nodes) {
+            rest.insert(0, id.clone());
+            return Some(rest);
+        }
+    }
+    None
+}

@@ -1,0 +1,211 @@
+//! The engine task: applies source updates to the store, re-derives the topology (cached per
+//! cluster), publishes it, and turns what changed into event-log entries.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::topology::derive::Deriver;
+use crate::topology::model::{Health, Severity, Topology};
+use crate::topology::snapshot::{Store, Update};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Unix seconds.
+    pub at: u64,
+    pub severity: Severity,
+    pub message: String,
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// At most this many service lines per change, so a big rollout does not flood the log.
+const MAX_SERVICE_LINES: usize = 6;
+
+/// What changed between two topologies, as log lines (newest concerns first).
+pub fn diff(old: &Topology, new: &Topology, at: u64) -> Vec<LogEntry> {
+    let mut out = Vec::new();
+    let mut log = |severity: Severity, message: String| {
+        out.push(LogEntry {
+            at,
+            severity,
+            message,
+        })
+    };
+    for c in new.clusters() {
+        let Some(o) = old.cluster(&c.name) else {
+            log(Severity::Info, format!("{}: discovered ({})", c.name, c.role.label()));
+            continue;
+        };
+        if o.status != c.status {
+            let severity = match c.status {
+                Health::Down => Severity::Error,
+                Health::Degraded => Severity::Warning,
+                _ => Severity::Info,
+            };
+            log(
+                severity,
+                format!("{}: {} → {}", c.name, o.status.label(), c.status.label()),
+            );
+        }
+        if o.served_by != c.served_by {
+            log(
+                Severity::Info,
+                format!("{}: now served by {}", c.name, c.served_by.join(", ")),
+            );
+        }
+        for cp in &c.control_planes {
+            if let Some(ocp) = o.control_planes.iter().find(|x| x.id == cp.id) {
+                if ocp.ready != cp.ready {
+                    let (sev, word) = if cp.ready {
+                        (Severity::Info, "ready again")
+                    } else {
+                        (Severity::Error, "NOT ready")
+                    };
+                    log(sev, format!("control plane {}: {word}", cp.id));
+                }
+            }
+        }
+        for g in &c.gateways {
+            if let Some(og) = o.gateways.iter().find(|x| x.id == g.id) {
+                if og.address != g.address {
+                    match &g.address {
+                        Some(a) => log(Severity::Info, format!("gateway {}: address {a}", g.id)),
+                        None => log(Severity::Error, format!("gateway {}: lost its address", g.id)),
+                    }
+                } else if og.ready_pods != g.ready_pods {
+                    log(
+                        Severity::Warning,
+                        format!("gateway {}: {}/{} pods ready", g.id, g.ready_pods, g.pods),
+                    );
+                }
+            }
+        }
+    }
+    for c in old.clusters() {
+        if new.cluster(&c.name).is_none() {
+            log(Severity::Warning, format!("{}: gone", c.name));
+        }
+    }
+    let mut service_lines = 0;
+    for m in &new.meshes {
+        let Some(om) = old.meshes.iter().find(|x| x.id == m.id) else {
+            continue;
+        };
+        for s in &m.services {
+            let Some(os) = om.service(&s.namespace, &s.name) else {
+                continue;
+            };
+            if os.ready() == s.ready() && os.total() == s.total() {
+                continue;
+            }
+            if service_lines == MAX_SERVICE_LINES {
+                log(Severity::Info, "… more endpoint changes".into());
+                service_lines += 1;
+                continue;
+            } else if service_lines > MAX_SERVICE_LINES {
+                continue;
+            }
+            service_lines += 1;
+            let per_cluster = |svc: &crate::topology::model::Service| {
+                let mut m: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+                for e in &svc.endpoints {
+                    let v = m.entry(e.cluster.clone()).or_default();
+                    v.0 += e.ready;
+                    v.1 += e.ready + e.not_ready;
+                }
+                m
+            };
+            let (before, after) = (per_cluster(os), per_cluster(s));
+            let clusters: Vec<String> = after
+                .iter()
+                .filter(|(c, v)| before.get(*c) != Some(v))
+                .map(|(c, v)| format!("{c} {}/{}", v.0, v.1))
+                .collect();
+            let severity = if s.ready() < os.ready() {
+                Severity::Warning
+            } else {
+                Severity::Info
+            };
+            log(
+                severity,
+                format!(
+                    "{}/{}: ready {}/{} → {}/{} ({})",
+                    s.namespace,
+                    s.name,
+                    os.ready(),
+                    os.total(),
+                    s.ready(),
+                    s.total(),
+                    clusters.join(", ")
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// Events the engine sends to the UI.
+pub struct Derived {
+    pub topology: Arc<Topology>,
+    pub log: Vec<LogEntry>,
+}
+
+/// Runs until every source is gone. Batches whatever arrived together, then derives once.
+pub async fn run(
+    mut updates: mpsc::UnboundedReceiver<Vec<Update>>,
+    topology_tx: watch::Sender<Arc<Topology>>,
+    events: mpsc::UnboundedSender<Derived>,
+) {
+    let mut store = Store::default();
+    let mut deriver = Deriver::default();
+    let mut current = Arc::new(Topology::default());
+    let mut first = true;
+    while let Some(batch) = updates.recv().await {
+        let now = SystemTime::now();
+        for u in batch {
+            store.apply(u, now);
+        }
+        // Coalesce whatever queued up meanwhile: one derivation per burst.
+        while let Ok(batch) = updates.try_recv() {
+            for u in batch {
+                store.apply(u, now);
+            }
+        }
+        let next = Arc::new(deriver.derive(&store));
+        let log = if first {
+            first = false;
+            vec![LogEntry {
+                at: unix_now(),
+                severity: Severity::Info,
+                message: format!(
+                    "connected: {} clusters in {} meshes",
+                    next.clusters().count(),
+                    next.meshes.len()
+                ),
+            }]
+        } else {
+            diff(&current, &next, unix_now())
+        };
+        current = next.clone();
+        let _ = topology_tx.send(next.clone());
+        if events
+            .send(Derived {
+                topology: next,
+                log,
+            })
+            .is_err()
+        {
+            return;
+        }
+        // A small pause caps derivations at ~20 per second under a flood of updates.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

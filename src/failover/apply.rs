@@ -1,0 +1,204 @@
+//! Applying a plan: one step at a time through a writer, reporting progress, then verifying in
+//! the live topology that the cluster really moved. Runs as a task; the UI only sees events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::audit::AuditLog;
+use super::plan::{Change, Plan, PlanKind};
+use crate::topology::model::Topology;
+
+/// A request to the simulated mesh to apply one change.
+pub struct DemoWrite {
+    pub change: Change,
+    pub reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// Where changes go.
+#[derive(Clone)]
+pub enum Writer {
+    /// The built-in simulated mesh.
+    Demo(mpsc::UnboundedSender<DemoWrite>),
+}
+
+impl Writer {
+    pub async fn apply(&self, change: &Change) -> Result<(), String> {
+        match self {
+            Writer::Demo(tx) => {
+                let (reply, rx) = oneshot::channel();
+                tx.send(DemoWrite {
+                    change: change.clone(),
+                    reply,
+                })
+                .map_err(|_| "the simulated mesh has stopped".to_string())?;
+                rx.await
+                    .map_err(|_| "the simulated mesh dropped the request".to_string())?
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    Step {
+        index: usize,
+        total: usize,
+        description: String,
+        result: Result<(), String>,
+    },
+    Verifying(String),
+    Done {
+        ok: bool,
+        message: String,
+        /// The changes that were applied: what an undo must revert.
+        applied: Box<Plan>,
+    },
+}
+
+/// Applies `plan`, step by step, then waits (with a deadline) for the topology to show it.
+pub async fn execute(
+    plan: Plan,
+    writer: Writer,
+    mut topology: watch::Receiver<Arc<Topology>>,
+    audit: AuditLog,
+    verify_within: Duration,
+    progress: mpsc::UnboundedSender<Progress>,
+) {
+    let send = |p: Progress| {
+        let _ = progress.send(p);
+    };
+    let audit_note = |event: &str, plan: &Plan, detail: &str| {
+        if let Err(e) = audit.record(event, plan, detail) {
+            let _ = progress.send(Progress::Verifying(format!("audit log not written: {e}")));
+        }
+    };
+    audit_note("start", &plan, "");
+    let total = plan.changes.len();
+    let mut applied = Plan {
+        changes: Vec::new(),
+        ..plan.clone()
+    };
+    for (index, change) in plan.changes.iter().enumerate() {
+        let result = writer.apply(change).await;
+        send(Progress::Step {
+            index,
+            total,
+            description: change.describe(),
+            result: result.clone(),
+        });
+        if let Err(e) = result {
+            let message = format!("step {} failed: {e}", index + 1);
+            audit_note("failed", &applied, &message);
+            send(Progress::Done {
+                ok: false,
+                message,
+                applied: Box::new(applied),
+            });
+            return;
+        }
+        applied.changes.push(change.clone());
+    }
+
+    send(Progress::Verifying(format!(
+        "waiting for {} to report {} as served by {}",
+        plan.to, plan.cluster, plan.to
+    )));
+    let deadline = tokio::time::Instant::now() + verify_within;
+    let verified = loop {
+        let outcome = verify(&topology.borrow(), &plan);
+        if let Ok(message) = outcome {
+            break Ok(message);
+        }
+        match tokio::time::timeout_at(deadline, topology.changed()).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(_)) => break Err("topology stopped updating".to_string()),
+            Err(_) => break outcome.map_err(|why| format!("not verified within {verify_within:?}: {why}")),
+        }
+    };
+    let (ok, message) = match verified {
+        Ok(m) => (true, m),
+        Err(m) => (false, m),
+    };
+    audit_note(if ok { "verified" } else { "unverified" }, &applied, &message);
+    send(Progress::Done {
+        ok,
+        message,
+        applied: Box::new(applied),
+    });
+}
+
+/// The cluster is served by the target, and for a repoint the target sees its proxies.
+pub fn verify(topology: &Topology, plan: &Plan) -> Result<String, String> {
+    let cluster = topology
+        .cluster(&plan.cluster)
+        .ok_or_else(|| format!("{} is gone", plan.cluster))?;
+    if !cluster.served_by.contains(&plan.to) {
+        return Err(format!(
+            "{} is still served by {}",
+            plan.cluster,
+            cluster.served_by.join(", ")
+        ));
+    }
+    if plan.kind == PlanKind::RepointRemote {
+        let target = topology
+            .control_plane(&plan.to)
+            .ok_or_else(|| format!("{} is gone", plan.to))?;
+        let proxies = target
+            .proxies_by_cluster
+            .get(&plan.cluster_id)
+            .copied()
+            .unwrap_or(0);
+        if proxies == 0 {
+            return Err(format!(
+                "{} lists no proxy of {} in /debug/syncz yet",
+                plan.to, plan.cluster_id
+            ));
+        }
+        return Ok(format!(
+            "{} now serves {}: {proxies} proxies connected",
+            plan.to, plan.cluster
+        ));
+    }
+    Ok(format!("{} now serves {}", plan.to, plan.cluster))
+}
+
+/// RFC 3339 UTC timestamp for `restartedAt`.
+pub fn humantime_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+pub fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+}

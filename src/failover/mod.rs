@@ -1,0 +1,6 @@
+//! Failover between control planes: plan → preflight → apply → verify, with audit and undo.
+
+pub mod apply;
+pub mod audit;
+pub mod plan;
+pub mod preflight;

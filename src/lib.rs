@@ -1,0 +1,15 @@
+//! meshtop: a terminal dashboard for multi-cluster Istio service meshes.
+//!
+//! Data flows one way: sources emit raw facts → the store keeps the latest per cluster →
+//! `topology::derive` (pure) builds the model → the app renders it. See README.md.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod failover;
+pub mod output;
+pub mod runtime;
+pub mod sources;
+pub mod topology;
+pub mod ui;

@@ -1,0 +1,86 @@
+//! Parsing what istiod answers on its debug and metrics endpoints. The demo simulator emits
+//! already-parsed results; a real probe (port-forward to pod port 15014, or an explicit URL)
+//! feeds the raw bodies through these functions.
+
+use crate::topology::snapshot::{ClusterzEntry, IstiodMetrics, SynczEntry};
+
+/// `/debug/clusterz`: `[{"id", "secretName", "syncStatus"}]`.
+pub fn parse_clusterz(body: &str) -> Result<Vec<ClusterzEntry>, String> {
+    serde_json::from_str(body).map_err(|e| format!("/debug/clusterz: {e}"))
+}
+
+/// `/debug/syncz`: one row per connected proxy.
+pub fn parse_syncz(body: &str) -> Result<Vec<SynczEntry>, String> {
+    serde_json::from_str(body).map_err(|e| format!("/debug/syncz: {e}"))
+}
+
+/// Prometheus text from `:15014/metrics`; only the series meshtop shows are read.
+pub fn parse_metrics(body: &str) -> IstiodMetrics {
+    let mut m = IstiodMetrics::default();
+    for line in body.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = match line.rsplit_once(' ') {
+            Some((s, v)) => (s.trim(), v.trim()),
+            None => continue,
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let name = series.split('{').next().unwrap_or(series);
+        match name {
+            "pilot_xds" => m.xds_clients += value,
+            "pilot_xds_pushes" => m.pushes += value,
+            "pilot_proxy_convergence_time_sum" => m.convergence_sum += value,
+            "pilot_proxy_convergence_time_count" => m.convergence_count += value,
+            "pilot_total_xds_rejects" => m.xds_rejects += value,
+            _ => {}
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_sum_labelled_series() {
+        let text = "# HELP pilot_xds Number of endpoints connected\n\
+                    pilot_xds{version=\"1.28.2\"} 7\n\
+                    pilot_xds{version=\"1.27.3\"} 2\n\
+                    pilot_xds_pushes{type=\"cds\"} 10\n\
+                    pilot_xds_pushes{type=\"eds\"} 32\n\
+                    pilot_proxy_convergence_time_sum 0.5\n\
+                    pilot_proxy_convergence_time_count 50\n\
+                    pilot_total_xds_rejects 1\n";
+        let m = parse_metrics(text);
+        assert_eq!(m.xds_clients, 9.0);
+        assert_eq!(m.pushes, 42.0);
+        assert_eq!(m.convergence_count, 50.0);
+        assert_eq!(m.xds_rejects, 1.0);
+    }
+
+    #[test]
+    fn clusterz_reads_istiod_field_names() {
+        let rows = parse_clusterz(
+            r#"[{"id":"primary","secretName":"","syncStatus":"synced"},
+                {"id":"remote","secretName":"istio-system/istio-remote-secret-remote","syncStatus":"timeout"}]"#,
+        )
+        .unwrap();
+        assert_eq!(rows[1].id, "remote");
+        assert_eq!(rows[1].sync_status, "timeout");
+        assert!(parse_clusterz("{not json").is_err());
+    }
+
+    #[test]
+    fn syncz_reads_rows() {
+        let rows = parse_syncz(
+            r#"[{"cluster_id":"remote","proxy":"api-1.payments","istio_version":"1.28.2","cds":"SYNCED"}]"#,
+        )
+        .unwrap();
+        assert_eq!(rows[0].cluster_id, "remote");
+        assert_eq!(rows[0].proxy, "api-1.payments");
+    }
+}

@@ -1,0 +1,336 @@
+//! Health rules and findings: where the multi-cluster rules of DOMAIN.md become statuses and
+//! warnings. Pure functions over the model.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::model::*;
+
+/// Gateway: pods Ready, an address (without one every cross-network call breaks), probe passes.
+pub fn gateway(g: &mut Gateway) {
+    let probe_ok = g.probe != Some(false);
+    g.healthy = g.ready_pods > 0 && g.address.is_some() && probe_ok;
+    g.health = if g.pods == 0 || g.ready_pods == 0 || !probe_ok {
+        Health::Down
+    } else if g.address.is_none() {
+        match g.kind {
+            GatewayKind::EastWest => Health::Down,
+            _ => Health::Degraded,
+        }
+    } else if g.ready_pods < g.pods {
+        Health::Degraded
+    } else {
+        Health::Healthy
+    };
+}
+
+pub fn control_plane(cp: &mut ControlPlane) {
+    cp.health = if !cp.ready {
+        Health::Down
+    } else if cp.ready_replicas < cp.replicas
+        || cp.probe_error.is_some()
+        || cp
+            .remote_clusters
+            .iter()
+            .any(|r| r.status != "synced" && r.status != "unknown")
+    {
+        Health::Degraded
+    } else {
+        Health::Healthy
+    };
+}
+
+/// Endpoints of one service: none ready is down, some not ready is degraded.
+pub fn endpoints<'a>(counts: impl Iterator<Item = &'a (u32, u32)>) -> Health {
+    let (ready, not_ready) = counts.fold((0, 0), |(r, n), (a, b)| (r + a, n + b));
+    if ready + not_ready == 0 {
+        Health::Unknown
+    } else if ready == 0 {
+        Health::Down
+    } else if not_ready > 0 {
+        Health::Degraded
+    } else {
+        Health::Healthy
+    }
+}
+
+fn push(findings: &mut Vec<Finding>, severity: Severity, node: String, message: String) {
+    findings.push(Finding {
+        severity,
+        node,
+        message,
+    });
+}
+
+/// Statuses of networks, clusters and services, and the mesh-wide findings.
+pub fn mesh(m: &mut Mesh) {
+    let mut findings = std::mem::take(&mut m.findings);
+    let multi_network = m.networks.len() > 1;
+
+    // Networks: reachable through a healthy east-west gateway.
+    let mut unreachable: BTreeSet<String> = BTreeSet::new();
+    for net in &mut m.networks {
+        let east_west: Vec<&Gateway> = net
+            .clusters
+            .iter()
+            .flat_map(|c| c.gateways.iter())
+            .filter(|g| g.kind == GatewayKind::EastWest)
+            .collect();
+        // With one network there is no other network that needs to reach it.
+        net.reachable = !multi_network || east_west.iter().any(|g| g.healthy);
+        let endpoints: u64 = net.clusters.iter().map(|c| c.endpoints_total).sum();
+        net.health = if multi_network && !net.reachable {
+            Health::Down
+        } else if east_west.iter().any(|g| !g.healthy) {
+            Health::Degraded
+        } else {
+            Health::Healthy
+        };
+        if multi_network && !net.reachable {
+            unreachable.insert(net.name.clone());
+            let why = match east_west.first() {
+                None => "has no east-west gateway".to_string(),
+                Some(g) if g.address.is_none() => {
+                    format!("east-west gateway {}/{} has no address", g.cluster, g.name)
+                }
+                Some(g) => format!(
+                    "east-west gateway {}/{} is not ready ({}/{} pods)",
+                    g.cluster, g.name, g.ready_pods, g.pods
+                ),
+            };
+            if endpoints > 0 {
+                push(
+                    &mut findings,
+                    Severity::Error,
+                    NodeId::network(&m.id, &net.name),
+                    format!(
+                        "network {} {why}: its {endpoints} endpoints are unreachable from other networks",
+                        net.name
+                    ),
+                );
+            }
+        }
+    }
+
+    // Control planes by id, for cluster statuses.
+    let cps: BTreeMap<String, (Health, bool, String)> = m
+        .clusters()
+        .flat_map(|c| c.control_planes.iter())
+        .map(|cp| (cp.id.clone(), (cp.health, cp.ready, cp.cluster.clone())))
+        .collect();
+    let mut serving: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for c in m.clusters() {
+        for id in &c.served_by {
+            serving.entry(id.clone()).or_default().insert(c.name.clone());
+        }
+    }
+
+    for net in &mut m.networks {
+        for c in &mut net.clusters {
+            let node = NodeId::cluster(&c.name);
+            let mut status = Health::Healthy;
+            if let Some(err) = &c.error {
+                status = Health::Down;
+                push(
+                    &mut findings,
+                    Severity::Error,
+                    node.clone(),
+                    format!("API server unreachable: {err}"),
+                );
+            } else if c.connection == "connecting" {
+                status = Health::Unknown;
+            }
+            let served: Vec<&(Health, bool, String)> =
+                c.served_by.iter().filter_map(|id| cps.get(id)).collect();
+            if c.role != ClusterRole::Unknown && c.role != ClusterRole::ExternalControlPlane {
+                if served.is_empty() {
+                    status = status.worst(Health::Down);
+                    push(
+                        &mut findings,
+                        Severity::Error,
+                        node.clone(),
+                        "no control plane serves this cluster".into(),
+                    );
+                } else if served.iter().all(|(_, ready, _)| !ready) {
+                    status = status.worst(Health::Down);
+                    if c.role != ClusterRole::Primary {
+                        push(
+                            &mut findings,
+                            Severity::Error,
+                            node.clone(),
+                            format!(
+                                "{} cluster's only control plane ({}) is not ready: proxies get no config and new pods are not injected",
+                                c.role.label(),
+                                c.served_by.join(", ")
+                            ),
+                        );
+                    }
+                } else if served.iter().any(|(h, _, _)| *h != Health::Healthy) {
+                    status = status.worst(Health::Degraded);
+                }
+            }
+            for cp in &c.control_planes {
+                status = status.worst(match cp.health {
+                    Health::Down => Health::Degraded,
+                    h => h,
+                });
+                if cp.replicas == 1 && serving.get(&cp.id).map(|s| s.len()).unwrap_or(0) > 1 {
+                    push(
+                        &mut findings,
+                        Severity::Warning,
+                        NodeId::control_plane(&cp.id),
+                        format!(
+                            "runs 1 replica but serves {} clusters",
+                            serving.get(&cp.id).map(|s| s.len()).unwrap_or(0)
+                        ),
+                    );
+                }
+                for r in &cp.remote_clusters {
+                    if r.status != "synced" && r.status != "unknown" {
+                        push(
+                            &mut findings,
+                            Severity::Warning,
+                            NodeId::control_plane(&cp.id),
+                            format!("remote cluster {} is {} (secret {})", r.id, r.status, r.secret),
+                        );
+                    }
+                }
+                if let Some(err) = &cp.probe_error {
+                    push(
+                        &mut findings,
+                        Severity::Warning,
+                        NodeId::control_plane(&cp.id),
+                        format!("probe failed: {err}"),
+                    );
+                }
+            }
+            for g in &c.gateways {
+                if !g.healthy {
+                    status = status.worst(Health::Degraded);
+                    let why = if g.address.is_none() {
+                        "has no address".to_string()
+                    } else if g.probe == Some(false) {
+                        "fails its readiness probe".to_string()
+                    } else {
+                        format!("has {}/{} pods ready", g.ready_pods, g.pods)
+                    };
+                    push(
+                        &mut findings,
+                        if g.kind == GatewayKind::EastWest {
+                            Severity::Error
+                        } else {
+                            Severity::Warning
+                        },
+                        NodeId::gateway(&g.id),
+                        format!("{} gateway {why}", g.kind.label()),
+                    );
+                }
+            }
+            if c.namespaces.iter().any(|n| n.health == Health::Down) {
+                status = status.worst(Health::Degraded);
+            }
+            c.status = status;
+        }
+    }
+
+    // One control plane for several clusters: no HA.
+    let cluster_count = m.clusters().count();
+    let distinct_cps: BTreeSet<&String> = m.clusters().flat_map(|c| c.served_by.iter()).collect();
+    if cluster_count > 1 && distinct_cps.len() == 1 {
+        push(
+            &mut findings,
+            Severity::Warning,
+            NodeId::mesh(&m.id),
+            format!(
+                "one control plane ({}) serves all {cluster_count} clusters: no HA",
+                distinct_cps.iter().next().map(|s| s.as_str()).unwrap_or("?")
+            ),
+        );
+    }
+
+    // Tenants: the same namespace behaving differently in different clusters.
+    for t in &m.tenants {
+        let kinds: BTreeSet<&str> = t.clusters.iter().map(|c| c.injection.as_str()).collect();
+        if kinds.len() > 1 {
+            let detail: Vec<String> = t
+                .clusters
+                .iter()
+                .map(|c| format!("{} {}", c.cluster, c.injection))
+                .collect();
+            push(
+                &mut findings,
+                Severity::Warning,
+                NodeId::tenant(&m.id, &t.namespace),
+                format!(
+                    "injection differs between clusters ({}): the same tenant behaves differently",
+                    detail.join(", ")
+                ),
+            );
+        }
+    }
+
+    // Services.
+    let tenant_spread: BTreeMap<&str, usize> = m
+        .tenants
+        .iter()
+        .map(|t| (t.namespace.as_str(), t.clusters.len()))
+        .collect();
+    for svc in &mut m.services {
+        let counts: Vec<(u32, u32)> = svc.endpoints.iter().map(|e| (e.ready, e.not_ready)).collect();
+        svc.health = endpoints(counts.iter());
+        let node = NodeId::mesh_service(&m.id, &svc.namespace, &svc.name);
+        let ready_clusters: BTreeSet<&str> = svc
+            .endpoints
+            .iter()
+            .filter(|e| e.ready > 0)
+            .map(|e| e.cluster.as_str())
+            .collect();
+        let total = svc.total();
+        if ready_clusters.len() == 1
+            && tenant_spread.get(svc.namespace.as_str()).copied().unwrap_or(0) > 1
+        {
+            push(
+                &mut findings,
+                Severity::Warning,
+                node.clone(),
+                format!(
+                    "all {} ready endpoints sit in {}: no cross-cluster failover",
+                    svc.ready(),
+                    ready_clusters.iter().next().copied().unwrap_or("?")
+                ),
+            );
+        }
+        let stranded: u32 = svc
+            .endpoints
+            .iter()
+            .filter(|e| unreachable.contains(&e.network))
+            .map(|e| e.ready)
+            .sum();
+        if stranded > 0 {
+            svc.health = svc.health.worst(Health::Degraded);
+            push(
+                &mut findings,
+                Severity::Warning,
+                node.clone(),
+                format!(
+                    "{stranded} of {total} endpoints sit in a network whose east-west gateway is unhealthy"
+                ),
+            );
+        }
+        if total > 0 && svc.ready() == 0 {
+            push(
+                &mut findings,
+                Severity::Error,
+                node,
+                format!("no ready endpoint in any cluster ({total} not ready)"),
+            );
+        }
+    }
+
+    m.health = m
+        .networks
+        .iter()
+        .flat_map(|n| n.clusters.iter().map(|c| c.status))
+        .fold(Health::Healthy, Health::worst);
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.node.cmp(&b.node)));
+    m.findings = findings;
+}

@@ -1,0 +1,393 @@
+//! The derived model: Mesh → Network → Cluster → {control planes, gateways, namespaces}, plus
+//! mesh-wide services, tenants and findings. Plain data, serialisable as the `-o json` schema.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Health of any node. Always shown with a glyph, never by colour alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Healthy,
+    Degraded,
+    Down,
+    #[default]
+    Unknown,
+}
+
+impl Health {
+    pub fn glyph(self) -> &'static str {
+        match self {
+            Health::Healthy => "✔",
+            Health::Degraded => "▲",
+            Health::Down => "✖",
+            Health::Unknown => "?",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::Down => "down",
+            Health::Unknown => "unknown",
+        }
+    }
+
+    /// The worse of two healths; `Unknown` only wins over `Healthy`.
+    pub fn worst(self, other: Health) -> Health {
+        fn rank(h: Health) -> u8 {
+            match h {
+                Health::Healthy => 0,
+                Health::Unknown => 1,
+                Health::Degraded => 2,
+                Health::Down => 3,
+            }
+        }
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn glyph(self) -> &'static str {
+        match self {
+            Severity::Info => "i",
+            Severity::Warning => "▲",
+            Severity::Error => "✖",
+        }
+    }
+}
+
+/// A broken multi-cluster rule, attached to the tree node it concerns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    /// A node id (see [`NodeId`]).
+    pub node: String,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterRole {
+    /// Runs its own istiod.
+    Primary,
+    /// Served by a primary's istiod through that primary's east-west gateway.
+    Remote,
+    /// Configured by an istiod that runs outside it (external control plane).
+    ExternalControlPlane,
+    Unknown,
+}
+
+impl ClusterRole {
+    pub fn label(self) -> &'static str {
+        match self {
+            ClusterRole::Primary => "primary",
+            ClusterRole::Remote => "remote",
+            ClusterRole::ExternalControlPlane => "external control plane",
+            ClusterRole::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RemoteClusterSync {
+    pub id: String,
+    pub status: String,
+    pub secret: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ControlPlane {
+    /// `<context>/<namespace>/<deployment>`, unique across the whole model.
+    pub id: String,
+    pub name: String,
+    pub namespace: String,
+    /// Context of the cluster it runs in.
+    pub cluster: String,
+    /// `CLUSTER_ID` of the istiod: the cluster it configures.
+    pub cluster_id: String,
+    pub revision: String,
+    pub ready: bool,
+    pub ready_replicas: i32,
+    pub replicas: i32,
+    pub version: Option<String>,
+    pub connected_proxies: Option<u64>,
+    /// xDS pushes per minute between the two latest probes.
+    pub push_rate: Option<f64>,
+    /// Mean `pilot_proxy_convergence_time`, in milliseconds.
+    pub convergence_ms: Option<f64>,
+    pub remote_clusters: Vec<RemoteClusterSync>,
+    /// Connected proxies per cluster id, from `/debug/syncz`.
+    pub proxies_by_cluster: BTreeMap<String, u64>,
+    /// Env `EXTERNAL_ISTIOD=true`: may serve remote clusters.
+    pub external_istiod: bool,
+    /// Runs outside the cluster it configures.
+    pub external: bool,
+    /// Address of the east-west gateway that exposes this istiod to remotes.
+    pub exposed_at: Option<String>,
+    pub trust_domain: String,
+    pub root_cert: Option<String>,
+    pub probe_error: Option<String>,
+    pub health: Health,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayKind {
+    EastWest,
+    Ingress,
+    Egress,
+}
+
+impl GatewayKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            GatewayKind::EastWest => "east-west",
+            GatewayKind::Ingress => "ingress",
+            GatewayKind::Egress => "egress",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Gateway {
+    pub id: String,
+    pub name: String,
+    pub namespace: String,
+    pub cluster: String,
+    pub kind: GatewayKind,
+    pub network: String,
+    pub ready_pods: u32,
+    pub pods: u32,
+    pub address: Option<String>,
+    pub ports: Vec<i32>,
+    /// `GET :15021/healthz/ready`, when it could be asked.
+    pub probe: Option<bool>,
+    /// Exposes istiod (ports 15012 + 15017) to remote clusters.
+    pub exposes_istiod: bool,
+    pub healthy: bool,
+    pub health: Health,
+}
+
+/// A namespace as it is in one cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterNamespace {
+    pub id: String,
+    pub name: String,
+    /// `enabled`, `disabled`, `rev:<r>`, `ambient` or `none`.
+    pub injection: String,
+    pub revision: Option<String>,
+    pub services: Vec<String>,
+    pub authorization_policies: u32,
+    pub peer_authentication: Option<String>,
+    pub health: Health,
+}
+
+/// How a remote cluster finds its control plane; the facts a failover plan rewrites.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RemoteWiring {
+    /// Service `istiod[-rev]` in the system namespace.
+    pub istiod_service: Option<String>,
+    pub istiod_address: Option<String>,
+    /// `ExternalName`, `EndpointSlice` or `Endpoints`.
+    pub address_kind: Option<String>,
+    /// The injector webhook and its URL, when URL-based.
+    pub injector_webhook: Option<String>,
+    pub injector_url: Option<String>,
+    /// Webhooks in the injector configuration that carry that URL.
+    pub injector_hooks: usize,
+    /// Annotation `topology.istio.io/controlPlaneClusters` on the system namespace.
+    pub control_plane_clusters: Vec<String>,
+    pub system_namespace: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Cluster {
+    /// The kubeconfig context.
+    pub name: String,
+    /// Istio's cluster id (`CLUSTER_ID`), which need not equal the context.
+    pub cluster_id: String,
+    pub role: ClusterRole,
+    pub status: Health,
+    /// Ids of the control planes that configure this cluster.
+    pub served_by: Vec<String>,
+    pub connection: String,
+    pub error: Option<String>,
+    /// Unix seconds of the latest fact from this cluster.
+    pub last_update: Option<u64>,
+    pub region: Option<String>,
+    pub control_planes: Vec<ControlPlane>,
+    pub gateways: Vec<Gateway>,
+    pub namespaces: Vec<ClusterNamespace>,
+    pub wiring: Option<RemoteWiring>,
+    pub endpoints_ready: u64,
+    pub endpoints_total: u64,
+    /// Workloads that would restart in a failover: `namespace/deployment` of injected workloads.
+    pub injected_workloads: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Network {
+    pub name: String,
+    pub clusters: Vec<Cluster>,
+    /// Another network can send traffic here: a healthy east-west gateway with an address.
+    pub reachable: bool,
+    pub health: Health,
+}
+
+/// Endpoints of one service in one cluster and locality.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EndpointGroup {
+    pub cluster: String,
+    pub network: String,
+    pub locality: String,
+    pub ready: u32,
+    pub not_ready: u32,
+}
+
+/// Same namespace + name in several clusters of one mesh = one service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    pub endpoints: Vec<EndpointGroup>,
+    pub health: Health,
+}
+
+impl Service {
+    pub fn ready(&self) -> u32 {
+        self.endpoints.iter().map(|e| e.ready).sum()
+    }
+    pub fn total(&self) -> u32 {
+        self.endpoints.iter().map(|e| e.ready + e.not_ready).sum()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TenantCluster {
+    pub cluster: String,
+    pub injection: String,
+    pub revision: Option<String>,
+    pub services: u32,
+    pub authorization_policies: u32,
+    pub peer_authentication: Option<String>,
+}
+
+/// Same-named namespaces across the clusters of one mesh: one tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Tenant {
+    pub namespace: String,
+    pub clusters: Vec<TenantCluster>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Mesh {
+    pub id: String,
+    pub trust_domain: String,
+    pub networks: Vec<Network>,
+    pub services: Vec<Service>,
+    pub tenants: Vec<Tenant>,
+    pub findings: Vec<Finding>,
+    pub health: Health,
+}
+
+impl Mesh {
+    pub fn clusters(&self) -> impl Iterator<Item = &Cluster> {
+        self.networks.iter().flat_map(|n| n.clusters.iter())
+    }
+
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        self.services
+            .binary_search_by(|s| (s.namespace.as_str(), s.name.as_str()).cmp(&(namespace, name)))
+            .ok()
+            .map(|i| &self.services[i])
+    }
+
+    pub fn tenant(&self, namespace: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.namespace == namespace)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Topology {
+    pub meshes: Vec<Mesh>,
+}
+
+impl Topology {
+    pub fn clusters(&self) -> impl Iterator<Item = &Cluster> {
+        self.meshes.iter().flat_map(|m| m.clusters())
+    }
+
+    pub fn cluster(&self, context: &str) -> Option<&Cluster> {
+        self.clusters().find(|c| c.name == context)
+    }
+
+    pub fn control_planes(&self) -> impl Iterator<Item = &ControlPlane> {
+        self.clusters().flat_map(|c| c.control_planes.iter())
+    }
+
+    pub fn control_plane(&self, id: &str) -> Option<&ControlPlane> {
+        self.control_planes().find(|cp| cp.id == id)
+    }
+
+    pub fn mesh_of_cluster(&self, context: &str) -> Option<&Mesh> {
+        self.meshes
+            .iter()
+            .find(|m| m.clusters().any(|c| c.name == context))
+    }
+
+    pub fn findings_for(&self, node: &str) -> impl Iterator<Item = &Finding> {
+        let node = node.to_string();
+        self.meshes
+            .iter()
+            .flat_map(|m| m.findings.iter())
+            .filter(move |f| f.node == node)
+    }
+}
+
+/// Stable ids of tree nodes; findings point at them and the UI selects them.
+pub struct NodeId;
+
+impl NodeId {
+    pub fn mesh(mesh: &str) -> String {
+        format!("mesh:{mesh}")
+    }
+    pub fn network(mesh: &str, network: &str) -> String {
+        format!("net:{mesh}/{network}")
+    }
+    pub fn cluster(context: &str) -> String {
+        format!("cluster:{context}")
+    }
+    pub fn control_plane(id: &str) -> String {
+        format!("cp:{id}")
+    }
+    pub fn gateway(id: &str) -> String {
+        format!("gw:{id}")
+    }
+    pub fn namespace(context: &str, namespace: &str) -> String {
+        format!("ns:{context}/{namespace}")
+    }
+    pub fn service(context: &str, namespace: &str, name: &str) -> String {
+        format!("svc:{context}/{namespace}/{name}")
+    }
+    pub fn mesh_service(mesh: &str, namespace: &str, name: &str) -> String {
+        format!("msvc:{mesh}/{namespace}/{name}")
+    }
+    pub fn tenant(mesh: &str, namespace: &str) -> String {
+        format!("tenant:{mesh}/{namespace}")
+    }
+}

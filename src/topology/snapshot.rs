@@ -1,0 +1,432 @@
+//! Raw facts per cluster: the latest Kubernetes objects a source saw and the latest istiod probe
+//! results. Everything here is what a source reported, trimmed of managedFields and of every
+//! Secret value; no conclusion is drawn here (that is `derive`'s job).
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::DynamicObject;
+use serde::{Deserialize, Serialize};
+
+/// `(namespace, name)`; cluster-scoped objects use an empty namespace.
+pub type ObjectKey = (String, String);
+
+/// One Kubernetes object as a source reports it.
+#[derive(Clone, Debug)]
+pub enum KubeObject {
+    Namespace(Namespace),
+    Node(Node),
+    Pod(Pod),
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+    Deployment(Deployment),
+    ConfigMap(ConfigMap),
+    Secret(Secret),
+    MutatingWebhook(MutatingWebhookConfiguration),
+    /// Istio and Gateway API resources (AuthorizationPolicy, PeerAuthentication, Gateway, ...).
+    Istio(DynamicObject),
+}
+
+/// The kinds a snapshot stores, used to address deletions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    Namespace,
+    Node,
+    Pod,
+    Service,
+    EndpointSlice,
+    Deployment,
+    ConfigMap,
+    Secret,
+    MutatingWebhook,
+    Istio,
+}
+
+impl KubeObject {
+    pub fn kind(&self) -> ObjectKind {
+        match self {
+            KubeObject::Namespace(_) => ObjectKind::Namespace,
+            KubeObject::Node(_) => ObjectKind::Node,
+            KubeObject::Pod(_) => ObjectKind::Pod,
+            KubeObject::Service(_) => ObjectKind::Service,
+            KubeObject::EndpointSlice(_) => ObjectKind::EndpointSlice,
+            KubeObject::Deployment(_) => ObjectKind::Deployment,
+            KubeObject::ConfigMap(_) => ObjectKind::ConfigMap,
+            KubeObject::Secret(_) => ObjectKind::Secret,
+            KubeObject::MutatingWebhook(_) => ObjectKind::MutatingWebhook,
+            KubeObject::Istio(_) => ObjectKind::Istio,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            KubeObject::Namespace(o) => &o.metadata,
+            KubeObject::Node(o) => &o.metadata,
+            KubeObject::Pod(o) => &o.metadata,
+            KubeObject::Service(o) => &o.metadata,
+            KubeObject::EndpointSlice(o) => &o.metadata,
+            KubeObject::Deployment(o) => &o.metadata,
+            KubeObject::ConfigMap(o) => &o.metadata,
+            KubeObject::Secret(o) => &o.metadata,
+            KubeObject::MutatingWebhook(o) => &o.metadata,
+            KubeObject::Istio(o) => &o.metadata,
+        }
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            KubeObject::Namespace(o) => &mut o.metadata,
+            KubeObject::Node(o) => &mut o.metadata,
+            KubeObject::Pod(o) => &mut o.metadata,
+            KubeObject::Service(o) => &mut o.metadata,
+            KubeObject::EndpointSlice(o) => &mut o.metadata,
+            KubeObject::Deployment(o) => &mut o.metadata,
+            KubeObject::ConfigMap(o) => &mut o.metadata,
+            KubeObject::Secret(o) => &mut o.metadata,
+            KubeObject::MutatingWebhook(o) => &mut o.metadata,
+            KubeObject::Istio(o) => &mut o.metadata,
+        }
+    }
+
+    /// Istio resources are stored under `Kind/namespace` so that names of different kinds never
+    /// collide.
+    pub fn key(&self) -> ObjectKey {
+        let meta = self.meta();
+        let ns = meta.namespace.clone().unwrap_or_default();
+        let name = meta.name.clone().unwrap_or_default();
+        match self {
+            KubeObject::Istio(o) => {
+                let kind = o.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("");
+                (format!("{kind}/{ns}"), name)
+            }
+            _ => (ns, name),
+        }
+    }
+
+    /// Drops what meshtop must never keep: managedFields (noise) and Secret values (credentials).
+    /// Every object passes through here before it is stored.
+    pub fn trimmed(mut self) -> Self {
+        self.meta_mut().managed_fields = None;
+        if let KubeObject::Secret(secret) = &mut self {
+            if let Some(data) = secret.data.as_mut() {
+                for value in data.values_mut() {
+                    value.0.clear();
+                }
+            }
+            secret.string_data = None;
+            if let Some(annotations) = secret.metadata.annotations.as_mut() {
+                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        }
+        self
+    }
+}
+
+/// How the source's connection to a cluster's API server stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+pub enum Connection {
+    #[default]
+    Connecting,
+    Connected,
+    Failed(String),
+}
+
+/// One row of istiod's `/debug/clusterz`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterzEntry {
+    #[serde(rename = "id", alias = "ID")]
+    pub id: String,
+    #[serde(rename = "secretName", alias = "SecretName", default)]
+    pub secret_name: String,
+    #[serde(rename = "syncStatus", alias = "SyncStatus", default)]
+    pub sync_status: String,
+}
+
+/// One row of istiod's `/debug/syncz`: one connected proxy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SynczEntry {
+    pub proxy: String,
+    #[serde(default)]
+    pub cluster_id: String,
+    #[serde(default)]
+    pub istio_version: String,
+}
+
+/// The few istiod metrics meshtop reads from `:15014/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IstiodMetrics {
+    /// `pilot_xds`: connected proxies.
+    pub xds_clients: f64,
+    /// Sum over `pilot_xds_pushes{type}`.
+    pub pushes: f64,
+    pub convergence_sum: f64,
+    pub convergence_count: f64,
+    pub xds_rejects: f64,
+}
+
+/// One probe of one istiod (pod or explicit URL): what each endpoint answered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IstiodProbe {
+    /// Seconds since the source started; used to turn counters into rates.
+    pub at_secs: f64,
+    pub ready: Option<bool>,
+    pub version: Option<String>,
+    pub clusterz: Option<Vec<ClusterzEntry>>,
+    pub syncz: Option<Vec<SynczEntry>>,
+    pub metrics: Option<IstiodMetrics>,
+    pub error: Option<String>,
+}
+
+/// The latest and the previous probe of one istiod, so that counters become rates.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeHistory {
+    pub latest: IstiodProbe,
+    pub previous: Option<IstiodProbe>,
+}
+
+/// Result of `GET :15021/healthz/ready` on a gateway, as far as it could be asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayProbe {
+    pub ready: bool,
+    pub detail: String,
+}
+
+/// Everything meshtop currently knows about one cluster (one kubeconfig context).
+#[derive(Clone, Debug, Default)]
+pub struct ClusterSnapshot {
+    pub context: String,
+    pub connection: Connection,
+    pub last_update: Option<SystemTime>,
+    /// Bumped on every change, so derived per-cluster facts can be cached.
+    pub version: u64,
+    pub namespaces: BTreeMap<ObjectKey, Namespace>,
+    pub nodes: BTreeMap<ObjectKey, Node>,
+    pub pods: BTreeMap<ObjectKey, Pod>,
+    pub services: BTreeMap<ObjectKey, Service>,
+    pub endpoint_slices: BTreeMap<ObjectKey, EndpointSlice>,
+    pub deployments: BTreeMap<ObjectKey, Deployment>,
+    pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
+    pub secrets: BTreeMap<ObjectKey, Secret>,
+    pub webhooks: BTreeMap<ObjectKey, MutatingWebhookConfiguration>,
+    pub istio: BTreeMap<ObjectKey, DynamicObject>,
+    /// Keyed by `namespace/deployment` of the istiod probed.
+    pub istiod_probes: BTreeMap<String, ProbeHistory>,
+    /// Keyed by `namespace/service` of the gateway probed.
+    pub gateway_probes: BTreeMap<String, GatewayProbe>,
+}
+
+impl ClusterSnapshot {
+    pub fn new(context: impl Into<String>) -> Self {
+        Self {
+            context: context.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn apply(&mut self, object: KubeObject) {
+        let object = object.trimmed();
+        let key = object.key();
+        match object {
+            KubeObject::Namespace(o) => {
+                self.namespaces.insert(key, o);
+            }
+            KubeObject::Node(o) => {
+                self.nodes.insert(key, o);
+            }
+            KubeObject::Pod(o) => {
+                self.pods.insert(key, o);
+            }
+            KubeObject::Service(o) => {
+                self.services.insert(key, o);
+            }
+            KubeObject::EndpointSlice(o) => {
+                self.endpoint_slices.insert(key, o);
+            }
+            KubeObject::Deployment(o) => {
+                self.deployments.insert(key, o);
+            }
+            KubeObject::ConfigMap(o) => {
+                self.config_maps.insert(key, o);
+            }
+            KubeObject::Secret(o) => {
+                self.secrets.insert(key, o);
+            }
+            KubeObject::MutatingWebhook(o) => {
+                self.webhooks.insert(key, o);
+            }
+            KubeObject::Istio(o) => {
+                self.istio.insert(key, o);
+            }
+        }
+        self.version += 1;
+    }
+
+    pub fn delete(&mut self, kind: ObjectKind, key: &ObjectKey) {
+        let removed = match kind {
+            ObjectKind::Namespace => self.namespaces.remove(key).is_some(),
+            ObjectKind::Node => self.nodes.remove(key).is_some(),
+            ObjectKind::Pod => self.pods.remove(key).is_some(),
+            ObjectKind::Service => self.services.remove(key).is_some(),
+            ObjectKind::EndpointSlice => self.endpoint_slices.remove(key).is_some(),
+            ObjectKind::Deployment => self.deployments.remove(key).is_some(),
+            ObjectKind::ConfigMap => self.config_maps.remove(key).is_some(),
+            ObjectKind::Secret => self.secrets.remove(key).is_some(),
+            ObjectKind::MutatingWebhook => self.webhooks.remove(key).is_some(),
+            ObjectKind::Istio => self.istio.remove(key).is_some(),
+        };
+        if removed {
+            self.version += 1;
+        }
+    }
+
+    pub fn record_probe(&mut self, key: String, probe: IstiodProbe) {
+        let history = self.istiod_probes.entry(key).or_default();
+        let previous = std::mem::replace(&mut history.latest, probe);
+        history.previous = Some(previous);
+        self.version += 1;
+    }
+
+    /// Istio resources of one kind (e.g. `AuthorizationPolicy`).
+    pub fn istio_of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a DynamicObject> {
+        self.istio.values().filter(move |o| {
+            o.types
+                .as_ref()
+                .map(|t| t.kind == kind)
+                .unwrap_or(false)
+        })
+    }
+}
+
+/// A fact as a source emits it. Sources never send conclusions.
+#[derive(Clone, Debug)]
+pub enum Update {
+    Connection {
+        context: String,
+        connection: Connection,
+    },
+    Apply {
+        context: String,
+        object: Box<KubeObject>,
+    },
+    Delete {
+        context: String,
+        kind: ObjectKind,
+        key: ObjectKey,
+    },
+    IstiodProbe {
+        context: String,
+        /// `namespace/deployment`
+        control_plane: String,
+        probe: IstiodProbe,
+    },
+    GatewayProbe {
+        context: String,
+        /// `namespace/service`
+        gateway: String,
+        probe: GatewayProbe,
+    },
+}
+
+/// The latest facts of every cluster, in kubeconfig order.
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    pub clusters: Vec<ClusterSnapshot>,
+}
+
+impl Store {
+    pub fn cluster_mut(&mut self, context: &str) -> &mut ClusterSnapshot {
+        let index = match self.clusters.iter().position(|c| c.context == context) {
+            Some(i) => i,
+            None => {
+                self.clusters.push(ClusterSnapshot::new(context));
+                self.clusters.len() - 1
+            }
+        };
+        &mut self.clusters[index]
+    }
+
+    /// Applies one update; `now` stamps the cluster's data age.
+    pub fn apply(&mut self, update: Update, now: SystemTime) {
+        match update {
+            Update::Connection {
+                context,
+                connection,
+            } => {
+                let cluster = self.cluster_mut(&context);
+                if cluster.connection != connection {
+                    cluster.connection = connection;
+                    cluster.version += 1;
+                }
+            }
+            Update::Apply { context, object } => {
+                let cluster = self.cluster_mut(&context);
+                cluster.apply(*object);
+                cluster.last_update = Some(now);
+            }
+            Update::Delete { context, kind, key } => {
+                let cluster = self.cluster_mut(&context);
+                cluster.delete(kind, &key);
+                cluster.last_update = Some(now);
+            }
+            Update::IstiodProbe {
+                context,
+                control_plane,
+                probe,
+            } => {
+                let cluster = self.cluster_mut(&context);
+                cluster.record_probe(control_plane, probe);
+                cluster.last_update = Some(now);
+            }
+            Update::GatewayProbe {
+                context,
+                gateway,
+                probe,
+            } => {
+                let cluster = self.cluster_mut(&context);
+                if cluster.gateway_probes.get(&gateway) != Some(&probe) {
+                    cluster.gateway_probes.insert(gateway, probe);
+                    cluster.version += 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    #[test]
+    fn secret_values_never_reach_the_store() {
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("istio-remote-secret-east-2".into());
+        secret.metadata.namespace = Some("istio-system".into());
+        secret.data = Some(
+            [(
+                "east-2".to_string(),
+                ByteString(b"apiVersion: v1\nusers: [{token: s3cr3t}]".to_vec()),
+            )]
+            .into(),
+        );
+        let mut store = Store::default();
+        store.apply(
+            Update::Apply {
+                context: "c".into(),
+                object: Box::new(KubeObject::Secret(secret)),
+            },
+            SystemTime::UNIX_EPOCH,
+        );
+        let stored = &store.clusters[0].secrets;
+        let data = stored.values().next().and_then(|s| s.data.clone());
+        let data = data.expect("keys are kept");
+        assert_eq!(data.keys().collect::<Vec<_>>(), vec!["east-2"]);
+        assert!(data.values().all(|v| v.0.is_empty()), "values must be dropped");
+    }
+}

@@ -1,0 +1,188 @@
+//! Overlays: help (generated from the key map), messages, and the failover modal.
+
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::theme::Theme;
+use super::{centered, clear};
+use crate::app::action::{hints, keys_label, Scope, KEYMAP};
+use crate::app::state::{FailoverModal, Phase, StepView};
+use crate::failover::preflight::{blocking, Verdict};
+use crate::topology::model::Health;
+
+fn frame_block(theme: &Theme, title: &str) -> Block<'static> {
+    Block::new()
+        .borders(Borders::ALL)
+        .border_style(theme.accent())
+        .title(Span::styled(format!(" {title} "), theme.title()))
+        .style(theme.base())
+}
+
+pub fn help(frame: &mut Frame, theme: &Theme, area: Rect) {
+    let mut lines = vec![Line::styled("Keys", theme.accent().add_modifier(Modifier::BOLD))];
+    for (scope, title) in [(Scope::Main, None), (Scope::Failover, Some("In the failover window"))] {
+        if let Some(t) = title {
+            lines.push(Line::raw(""));
+            lines.push(Line::styled(t, theme.accent().add_modifier(Modifier::BOLD)));
+        }
+        for b in KEYMAP.iter().filter(|b| b.scope == scope) {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {:<16}", keys_label(b)), theme.accent()),
+                Span::styled(b.help, theme.base()),
+            ]));
+        }
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        "Glyphs: ✔ healthy  ▲ degraded  ✖ down  ? unknown  !N findings",
+        theme.muted(),
+    ));
+    lines.push(Line::styled("Any key closes this help.", theme.muted()));
+    let h = lines.len() as u16 + 2;
+    let rect = centered(area, 72, h);
+    clear(frame, rect);
+    frame.render_widget(
+        Paragraph::new(lines).block(frame_block(theme, "Help")).wrap(Wrap { trim: false }),
+        rect,
+    );
+}
+
+pub fn message(frame: &mut Frame, theme: &Theme, area: Rect, title: &str, body: &str) {
+    let rect = centered(area, 64, 7);
+    clear(frame, rect);
+    let lines = vec![
+        Line::raw(body.to_string()),
+        Line::raw(""),
+        Line::styled("Any key closes this.", theme.muted()),
+    ];
+    frame.render_widget(
+        Paragraph::new(lines).block(frame_block(theme, title)).wrap(Wrap { trim: false }),
+        rect,
+    );
+}
+
+fn step_lines(theme: &Theme, steps: &[StepView]) -> Vec<Line<'static>> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (glyph, h, err) = match &s.result {
+                None => ("·", Health::Unknown, None),
+                Some(Ok(())) => ("✔", Health::Healthy, None),
+                Some(Err(e)) => ("✖", Health::Down, Some(e.clone())),
+            };
+            let mut spans = vec![
+                Span::styled(format!(" {glyph} "), theme.health(h)),
+                Span::styled(format!("{:>2}. {}", i + 1, s.description), theme.base()),
+            ];
+            if let Some(e) = err {
+                spans.push(Span::styled(format!("  {e}"), theme.health(Health::Down)));
+            }
+            Line::from(spans)
+        })
+        .collect()
+}
+
+pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal, read_only: bool) {
+    let rect = centered(area, area.width.saturating_sub(4).min(120), area.height.saturating_sub(2));
+    clear(frame, rect);
+    let title = if m.is_undo { "Undo failover" } else { "Failover" };
+    let mut lines = vec![
+        Line::styled(m.plan.title(), theme.title()),
+        Line::from(vec![
+            Span::styled("from ", theme.muted()),
+            Span::styled(m.plan.from.clone(), theme.base()),
+            Span::styled("  to ", theme.muted()),
+            Span::styled(m.plan.to.clone(), theme.accent().add_modifier(Modifier::BOLD)),
+            Span::styled(
+                if m.targets.len() > 1 {
+                    format!("   (target {}/{}, Tab for next)", m.target + 1, m.targets.len())
+                } else {
+                    String::new()
+                },
+                theme.muted(),
+            ),
+        ]),
+        Line::raw(""),
+    ];
+    match &m.phase {
+        Phase::Review => {
+            lines.push(Line::styled(
+                format!("Plan: {} change(s)", m.plan.changes.len()),
+                theme.accent().add_modifier(Modifier::BOLD),
+            ));
+            for (i, c) in m.plan.changes.iter().enumerate() {
+                lines.push(Line::from(vec![Span::styled(
+                    format!("  {:>2}. {}", i + 1, c.describe()),
+                    theme.base(),
+                )]));
+            }
+            lines.push(Line::raw(""));
+            lines.push(Line::styled("Pre-flight checks", theme.accent().add_modifier(Modifier::BOLD)));
+            for c in &m.checks {
+                let h = match c.verdict {
+                    Verdict::Pass => Health::Healthy,
+                    Verdict::Warn => Health::Degraded,
+                    Verdict::Fail => Health::Down,
+                };
+                lines.push(Line::from(vec![
+                    Span::styled(format!("  {} {:<5}", c.verdict.glyph(), c.verdict.label()), theme.health(h)),
+                    Span::styled(format!("{:<28}", c.name), theme.base()),
+                    Span::styled(c.reason.clone(), theme.muted()),
+                ]));
+            }
+            lines.push(Line::raw(""));
+            if blocking(&m.checks) {
+                lines.push(Line::styled(
+                    if read_only {
+                        "Read-only: this plan cannot be applied. Esc closes."
+                    } else {
+                        "Blocked: a pre-flight check fails. Tab tries another target, Esc closes."
+                    },
+                    theme.health(Health::Down),
+                ));
+            } else {
+                lines.push(Line::styled(
+                    "Apply this plan? [y] apply  [Esc/n] cancel",
+                    theme.health(Health::Degraded).add_modifier(Modifier::BOLD),
+                ));
+            }
+        }
+        Phase::Running { steps, note } => {
+            lines.push(Line::styled("Applying…", theme.accent().add_modifier(Modifier::BOLD)));
+            lines.extend(step_lines(theme, steps));
+            if let Some(n) = note {
+                lines.push(Line::raw(""));
+                lines.push(Line::styled(format!("⧗ {n}"), theme.muted()));
+            }
+            lines.push(Line::raw(""));
+            lines.push(Line::styled("Esc hides this window; progress goes on in the event log.", theme.muted()));
+        }
+        Phase::Done { ok, message, steps } => {
+            lines.extend(step_lines(theme, steps));
+            lines.push(Line::raw(""));
+            let (h, word) = if *ok {
+                (Health::Healthy, "✔ Failover complete")
+            } else {
+                (Health::Down, "✖ Failover failed")
+            };
+            lines.push(Line::styled(word, theme.health(h).add_modifier(Modifier::BOLD)));
+            lines.push(Line::raw(message.clone()));
+            lines.push(Line::raw(""));
+            lines.push(Line::styled(
+                "Recorded in the audit log. Esc closes; u undoes the last failover.",
+                theme.muted(),
+            ));
+        }
+    }
+    let hint: String = hints(Scope::Failover)
+        .into_iter()
+        .map(|(k, l)| format!("{k} {l}"))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    let block = frame_block(theme, title).title_bottom(Span::styled(format!(" {hint} "), theme.muted()));
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), rect);
+}
