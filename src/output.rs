@@ -69,7 +69,13 @@ pub fn table(topology: &Topology) -> String {
             }
         }
         for f in &m.findings {
-            let _ = writeln!(out, "  FINDING {} {}: {}", f.severity.glyph(), f.node, f.message);
+            let _ = writeln!(
+                out,
+                "  FINDING {} {}: {}",
+                f.severity.glyph(),
+                crate::topology::model::NodeId::describe(&f.node),
+                f.message
+            );
         }
     }
     out

@@ -44,7 +44,8 @@ impl App {
                     self.tree_state.select(path);
                 }
                 None => {
-                    self.tree_state.select_first();
+                    let first = self.tree_items.first().map(|i| i.identifier().clone());
+                    self.tree_state.select(first.into_iter().collect());
                 }
             }
         }
@@ -118,12 +119,8 @@ impl App {
 
     fn on_action(&mut self, action: Action) -> Option<Command> {
         match action {
-            Action::Up => {
-                self.tree_state.key_up();
-            }
-            Action::Down => {
-                self.tree_state.key_down();
-            }
+            Action::Up => self.move_cursor(-1),
+            Action::Down => self.move_cursor(1),
             Action::Collapse => {
                 self.tree_state.key_left();
             }
@@ -133,22 +130,10 @@ impl App {
             Action::Toggle => {
                 self.tree_state.toggle_selected();
             }
-            Action::PageUp => {
-                let page = self.page.max(1);
-                self.tree_state
-                    .select_relative(|c| c.map_or(0, |c| c.saturating_sub(page)));
-            }
-            Action::PageDown => {
-                let page = self.page.max(1);
-                self.tree_state
-                    .select_relative(|c| c.map_or(0, |c| c.saturating_add(page)));
-            }
-            Action::First => {
-                self.tree_state.select_first();
-            }
-            Action::Last => {
-                self.tree_state.select_last();
-            }
+            Action::PageUp => self.move_cursor(-(self.page.max(1) as isize)),
+            Action::PageDown => self.move_cursor(self.page.max(1) as isize),
+            Action::First => self.move_cursor(isize::MIN),
+            Action::Last => self.move_cursor(isize::MAX),
             Action::Filter => {
                 self.filter_editing = true;
             }
@@ -176,6 +161,27 @@ impl App {
         None
     }
 
+    /// Moves the cursor over the rows currently visible. Computed from the items and the open
+    /// set, not from the last frame, so keys typed faster than frames still land right.
+    fn move_cursor(&mut self, delta: isize) {
+        let rows: Vec<Vec<String>> = self
+            .tree_state
+            .flatten(&self.tree_items)
+            .into_iter()
+            .map(|f| f.identifier)
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let current = rows.iter().position(|r| r.as_slice() == self.tree_state.selected());
+        let last = rows.len() as isize - 1;
+        let next = match current {
+            None => 0,
+            Some(c) => (c as isize).saturating_add(delta).clamp(0, last),
+        };
+        self.tree_state.select(rows[next as usize].clone());
+    }
+
     fn on_filter_key(&mut self, key: KeyEvent) -> Option<Command> {
         match key.code {
             KeyCode::Esc => {
@@ -192,11 +198,11 @@ impl App {
             }
             KeyCode::Char(c) => self.filter.push(c),
             KeyCode::Down => {
-                self.tree_state.key_down();
+                self.move_cursor(1);
                 return None;
             }
             KeyCode::Up => {
-                self.tree_state.key_up();
+                self.move_cursor(-1);
                 return None;
             }
             _ => return None,

@@ -293,7 +293,7 @@ pub fn mesh(m: &mut Mesh) {
                 Severity::Warning,
                 node.clone(),
                 format!(
-                    "all {} ready endpoints sit in {}: no cross-cluster failover",
+                    "every ready endpoint ({}) sits in {}: no cross-cluster failover",
                     svc.ready(),
                     ready_clusters.iter().next().copied().unwrap_or("?")
                 ),

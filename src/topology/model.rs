@@ -390,4 +390,20 @@ impl NodeId {
     pub fn tenant(mesh: &str, namespace: &str) -> String {
         format!("tenant:{mesh}/{namespace}")
     }
+
+    /// A node id for people: `service payments/api`, `cluster east-2`, ...
+    pub fn describe(id: &str) -> String {
+        let (kind, rest) = id.split_once(':').unwrap_or(("", id));
+        let after_mesh = || rest.split_once('/').map(|(_, r)| r).unwrap_or(rest).to_string();
+        match kind {
+            "mesh" => format!("mesh {rest}"),
+            "net" => format!("network {}", after_mesh()),
+            "cluster" => format!("cluster {rest}"),
+            "cp" => format!("control plane {rest}"),
+            "gw" => format!("gateway {rest}"),
+            "msvc" => format!("service {}", after_mesh()),
+            "tenant" => format!("tenant {}", after_mesh()),
+            _ => id.to_string(),
+        }
+    }
 }

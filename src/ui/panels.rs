@@ -109,7 +109,7 @@ fn gone(theme: &Theme) -> (String, Body) {
 
 fn kv(theme: &Theme, key: &str, value: impl Into<String>) -> Line<'static> {
     Line::from(vec![
-        Span::styled(format!("{key:<18}"), theme.muted()),
+        Span::styled(format!("{key:<19} "), theme.muted()),
         Span::styled(value.into(), theme.base()),
     ])
 }
@@ -120,7 +120,7 @@ fn status_span(theme: &Theme, h: Health) -> Span<'static> {
 
 fn kv_health(theme: &Theme, key: &str, h: Health, extra: String) -> Line<'static> {
     Line::from(vec![
-        Span::styled(format!("{key:<18}"), theme.muted()),
+        Span::styled(format!("{key:<19} "), theme.muted()),
         status_span(theme, h),
         Span::styled(extra, theme.base()),
     ])
@@ -131,6 +131,15 @@ fn heading(theme: &Theme, text: &str) -> Line<'static> {
 }
 
 fn findings_lines<'a>(theme: &Theme, findings: impl Iterator<Item = &'a Finding>) -> Vec<Line<'static>> {
+    findings_list(theme, findings, false)
+}
+
+/// Findings; `with_subject` prefixes each with the node it concerns (for mesh-wide lists).
+fn findings_list<'a>(
+    theme: &Theme,
+    findings: impl Iterator<Item = &'a Finding>,
+    with_subject: bool,
+) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
     for f in findings {
         if lines.is_empty() {
@@ -142,10 +151,12 @@ fn findings_lines<'a>(theme: &Theme, findings: impl Iterator<Item = &'a Finding>
             Severity::Warning => Health::Degraded,
             Severity::Info => Health::Unknown,
         };
-        lines.push(Line::from(vec![
-            Span::styled(format!("{} ", f.severity.glyph()), theme.health(h)),
-            Span::styled(f.message.clone(), theme.base()),
-        ]));
+        let mut spans = vec![Span::styled(format!("{} ", f.severity.glyph()), theme.health(h))];
+        if with_subject {
+            spans.push(Span::styled(format!("{}: ", NodeId::describe(&f.node)), theme.accent()));
+        }
+        spans.push(Span::styled(f.message.clone(), theme.base()));
+        lines.push(Line::from(spans));
     }
     lines
 }
@@ -240,7 +251,7 @@ fn mesh(theme: &Theme, app: &App, m: &Mesh) -> Body {
             Constraint::Length(11),
         ],
     );
-    Body::Split(top, tab, findings_lines(theme, m.findings.iter().take(12)))
+    Body::Split(top, tab, findings_list(theme, m.findings.iter().take(12), true))
 }
 
 fn network(theme: &Theme, m: &Mesh, n: &Network) -> Body {
@@ -322,7 +333,7 @@ fn cluster(theme: &Theme, app: &App, c: &Cluster) -> Body {
     ];
     if let Some(e) = &c.error {
         lines.push(Line::from(vec![
-            Span::styled(format!("{:<18}", "error"), theme.muted()),
+            Span::styled(format!("{:<19} ", "error"), theme.muted()),
             Span::styled(e.clone(), theme.health(Health::Down)),
         ]));
     }
@@ -370,7 +381,7 @@ fn cluster(theme: &Theme, app: &App, c: &Cluster) -> Body {
         ));
         lines.push(kv(
             theme,
-            "controlPlaneClust.",
+            "controlPlaneClusters",
             if w.control_plane_clusters.is_empty() {
                 "-".to_string()
             } else {
@@ -492,7 +503,7 @@ fn gateway(theme: &Theme, t: &Topology, g: &Gateway) -> Body {
     lines.push(match &g.address {
         Some(a) => kv(theme, "address", a.clone()),
         None => Line::from(vec![
-            Span::styled(format!("{:<18}", "address"), theme.muted()),
+            Span::styled(format!("{:<19} ", "address"), theme.muted()),
             Span::styled(
                 "✖ no address: cross-network traffic through it fails".to_string(),
                 theme.health(Health::Down),
@@ -631,7 +642,7 @@ fn service(theme: &Theme, m: &Mesh, s: &Service) -> Body {
             let h = crate::topology::health::endpoints([(e.ready, e.not_ready)].iter());
             let mut spans = vec![
                 Span::styled(format!("  {:<9}", cluster), theme.base()),
-                Span::styled(format!("{:<15}", e.locality), theme.muted()),
+                Span::styled(format!("{:<22}", e.locality), theme.muted()),
                 Span::styled(format!("{} ", h.glyph()), theme.health(h)),
             ];
             spans.extend(bar(theme, e.ready, e.not_ready, max, 16));
