@@ -279,7 +279,15 @@ impl App {
     }
 
     fn on_failover_key(&mut self, key: KeyEvent) -> Option<Command> {
-        let action = action_for(Scope::Failover, &key)?;
+        let done = matches!(&self.modal, Some(Modal::Failover(m)) if matches!(m.phase, Phase::Done { .. }));
+        let Some(action) = action_for(Scope::Failover, &key) else {
+            // Once a failover is done, its window steps aside for any main key (e.g. `u`).
+            if done {
+                self.modal = None;
+                return self.on_key(key);
+            }
+            return None;
+        };
         let read_only = self.read_only;
         let topology = self.topology.clone();
         let Some(Modal::Failover(m)) = &mut self.modal else {

@@ -51,7 +51,7 @@ impl Change {
                 "{}: {} {}  {} → {}",
                 self.cluster,
                 self.object(),
-                path,
+                path.replace("~1", "/").replace("~0", "~"),
                 from.as_deref().unwrap_or("(absent)"),
                 to.as_deref().unwrap_or("(absent)")
             ),

@@ -48,6 +48,28 @@ pub enum ObjectKind {
 }
 
 impl KubeObject {
+    /// Reads one object from its JSON/YAML form, dispatching on `kind` (fixtures, dumps).
+    pub fn from_value(value: serde_json::Value) -> Result<KubeObject, String> {
+        fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+            serde_json::from_value(v).map_err(|e| e.to_string())
+        }
+        let kind = value["kind"].as_str().unwrap_or("").to_string();
+        let object = match kind.as_str() {
+            "Namespace" => KubeObject::Namespace(parse(value)?),
+            "Node" => KubeObject::Node(parse(value)?),
+            "Pod" => KubeObject::Pod(parse(value)?),
+            "Service" => KubeObject::Service(parse(value)?),
+            "EndpointSlice" => KubeObject::EndpointSlice(parse(value)?),
+            "Deployment" => KubeObject::Deployment(parse(value)?),
+            "ConfigMap" => KubeObject::ConfigMap(parse(value)?),
+            "Secret" => KubeObject::Secret(parse(value)?),
+            "MutatingWebhookConfiguration" => KubeObject::MutatingWebhook(parse(value)?),
+            "" => return Err("object without kind".into()),
+            _ => KubeObject::Istio(parse(value)?),
+        };
+        Ok(object)
+    }
+
     pub fn kind(&self) -> ObjectKind {
         match self {
             KubeObject::Namespace(_) => ObjectKind::Namespace,

@@ -10,6 +10,7 @@ use super::theme::Theme;
 use super::{centered, clear};
 use crate::app::action::{hints, keys_label, Scope, KEYMAP};
 use crate::app::state::{FailoverModal, Phase, StepView};
+use crate::failover::plan::Op;
 use crate::failover::preflight::{blocking, Verdict};
 use crate::topology::model::Health;
 
@@ -65,10 +66,46 @@ pub fn message(frame: &mut Frame, theme: &Theme, area: Rect, title: &str, body: 
 }
 
 fn step_lines(theme: &Theme, steps: &[StepView]) -> Vec<Line<'static>> {
-    steps
+    // Restarts are many and alike: one line with a count; the others one line each.
+    let (restarts, others): (Vec<_>, Vec<_>) = steps
         .iter()
         .enumerate()
-        .map(|(i, s)| {
+        .partition(|(_, s)| s.description.contains(": rollout restart "));
+    let mut lines = step_rows(theme, others);
+    if !restarts.is_empty() {
+        let done = restarts.iter().filter(|(_, s)| matches!(s.result, Some(Ok(())))).count();
+        let failed: Vec<String> = restarts
+            .iter()
+            .filter_map(|(_, s)| match &s.result {
+                Some(Err(e)) => Some(format!("{}: {e}", s.description)),
+                _ => None,
+            })
+            .collect();
+        let h = if !failed.is_empty() {
+            Health::Down
+        } else if done == restarts.len() {
+            Health::Healthy
+        } else {
+            Health::Unknown
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {} ", h.glyph()), theme.health(h)),
+            Span::styled(
+                format!("rollout restarts: {done}/{} done", restarts.len()),
+                theme.base(),
+            ),
+        ]));
+        for f in failed {
+            lines.push(Line::styled(format!("   {f}"), theme.health(Health::Down)));
+        }
+    }
+    lines
+}
+
+fn step_rows(theme: &Theme, steps: Vec<(usize, &StepView)>) -> Vec<Line<'static>> {
+    steps
+        .into_iter()
+        .map(|(i, s): (usize, &StepView)| {
             let (glyph, h, err) = match &s.result {
                 None => ("·", Health::Unknown, None),
                 Some(Ok(())) => ("✔", Health::Healthy, None),
@@ -98,7 +135,7 @@ pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal,
             Span::styled("  to ", theme.muted()),
             Span::styled(m.plan.to.clone(), theme.accent().add_modifier(Modifier::BOLD)),
             Span::styled(
-                if m.targets.len() > 1 {
+                if m.targets.len() > 1 && m.phase == Phase::Review {
                     format!("   (target {}/{}, Tab for next)", m.target + 1, m.targets.len())
                 } else {
                     String::new()
@@ -114,9 +151,29 @@ pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal,
                 format!("Plan: {} change(s)", m.plan.changes.len()),
                 theme.accent().add_modifier(Modifier::BOLD),
             ));
-            for (i, c) in m.plan.changes.iter().enumerate() {
+            let restarts: Vec<String> = m
+                .plan
+                .changes
+                .iter()
+                .filter(|c| c.op == Op::Restart)
+                .map(|c| format!("{}/{}", c.namespace.as_deref().unwrap_or(""), c.name))
+                .collect();
+            for (i, c) in m.plan.changes.iter().enumerate().filter(|(_, c)| c.op != Op::Restart) {
                 lines.push(Line::from(vec![Span::styled(
                     format!("  {:>2}. {}", i + 1, c.describe()),
+                    theme.base(),
+                )]));
+            }
+            if !restarts.is_empty() {
+                let first = m.plan.changes.len() - restarts.len() + 1;
+                lines.push(Line::from(vec![Span::styled(
+                    format!(
+                        "  {first:>2}.–{}. {}: rollout restart {} Deployment(s) so proxies reconnect: {}",
+                        m.plan.changes.len(),
+                        m.plan.cluster,
+                        restarts.len(),
+                        restarts.join(", ")
+                    ),
                     theme.base(),
                 )]));
             }

@@ -1,0 +1,232 @@
+//! Pure derivation from YAML fixtures: real Kubernetes object shapes in, model out. No network.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use meshtop::topology::derive::derive;
+use meshtop::topology::model::*;
+use meshtop::topology::snapshot::{KubeObject, Store, Update};
+use serde::Deserialize;
+
+/// Loads `tests/fixtures/<scenario>/<context>.yaml` (multi-document) in the given order.
+fn load(scenario: &str, contexts: &[&str]) -> Store {
+    let mut store = Store::default();
+    for context in contexts {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(scenario)
+            .join(format!("{context}.yaml"));
+        let text = std::fs::read_to_string(&path).expect("fixture exists");
+        store.apply(
+            Update::Connection {
+                context: context.to_string(),
+                connection: meshtop::topology::snapshot::Connection::Connected,
+            },
+            SystemTime::UNIX_EPOCH,
+        );
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_json::Value::deserialize(doc).expect("valid YAML");
+            if value.is_null() {
+                continue;
+            }
+            let object = KubeObject::from_value(value).expect("known object");
+            store.apply(
+                Update::Apply {
+                    context: context.to_string(),
+                    object: Box::new(object),
+                },
+                SystemTime::UNIX_EPOCH,
+            );
+        }
+    }
+    store
+}
+
+fn topology() -> Topology {
+    derive(&load("primary-remote", &["primary", "remote", "west"]))
+}
+
+#[test]
+fn roles_and_cluster_ids_come_from_istio_objects_not_context_names() {
+    let t = topology();
+    let primary = t.cluster("primary").unwrap();
+    assert_eq!(primary.role, ClusterRole::Primary);
+    assert_eq!(primary.cluster_id, "cluster-a");
+    let remote = t.cluster("remote").unwrap();
+    assert_eq!(remote.role, ClusterRole::Remote);
+    assert_eq!(remote.cluster_id, "cluster-b", "read from the injector URL");
+    assert_eq!(remote.served_by, vec!["primary/istio-system/istiod".to_string()]);
+    let wiring = remote.wiring.as_ref().unwrap();
+    assert_eq!(wiring.istiod_address.as_deref(), Some("ew.cluster-a.example"));
+    assert_eq!(wiring.control_plane_clusters, vec!["cluster-a".to_string()]);
+}
+
+#[test]
+fn mesh_id_is_read_from_primaries_and_inherited_by_remotes() {
+    let t = topology();
+    assert_eq!(t.meshes.len(), 1);
+    let mesh = &t.meshes[0];
+    assert_eq!(mesh.id, "mesh1");
+    assert_eq!(mesh.trust_domain, "cluster.local");
+    assert_eq!(mesh.clusters().count(), 3);
+}
+
+#[test]
+fn networks_group_clusters_by_the_system_namespace_label() {
+    let t = topology();
+    let nets: Vec<(String, Vec<String>)> = t.meshes[0]
+        .networks
+        .iter()
+        .map(|n| (n.name.clone(), n.clusters.iter().map(|c| c.name.clone()).collect()))
+        .collect();
+    assert_eq!(
+        nets,
+        vec![
+            ("network-1".into(), vec!["primary".into(), "remote".into()]),
+            ("network-2".into(), vec!["west".into()]),
+        ]
+    );
+}
+
+#[test]
+fn same_name_and_namespace_merge_into_one_service() {
+    let t = topology();
+    let api = t.meshes[0].service("payments", "api").expect("merged service");
+    let clusters: Vec<&str> = api.endpoints.iter().map(|e| e.cluster.as_str()).collect();
+    assert_eq!(clusters, vec!["primary", "remote", "west"]);
+    assert_eq!(api.ready(), 4);
+    assert_eq!(api.total(), 5);
+    let remote = api.endpoints.iter().find(|e| e.cluster == "remote").unwrap();
+    assert_eq!((remote.ready, remote.not_ready), (1, 1));
+    assert_eq!(remote.locality, "region-1/zone-b", "locality from the node labels");
+    assert_eq!(remote.network, "network-1");
+}
+
+#[test]
+fn cluster_local_services_never_merge() {
+    let t = topology();
+    assert!(t.meshes[0].service("internal", "cache").is_none());
+    assert_eq!(t.meshes[0].services.len(), 1);
+}
+
+#[test]
+fn a_gateway_without_address_makes_its_network_unreachable() {
+    let t = topology();
+    let west = t.cluster("west").unwrap();
+    let gw = &west.gateways[0];
+    assert_eq!(gw.kind, GatewayKind::EastWest);
+    assert_eq!(gw.address, None);
+    assert!(!gw.healthy);
+    assert_eq!(gw.health, Health::Down);
+    let primary_gw = &t.cluster("primary").unwrap().gateways[0];
+    assert!(primary_gw.healthy);
+    assert!(primary_gw.exposes_istiod);
+    let mesh = &t.meshes[0];
+    let net2 = mesh.networks.iter().find(|n| n.name == "network-2").unwrap();
+    assert!(!net2.reachable);
+    let finding = mesh
+        .findings
+        .iter()
+        .find(|f| f.node == NodeId::network("mesh1", "network-2"))
+        .expect("unreachable network is a finding");
+    assert_eq!(finding.severity, Severity::Error);
+    assert!(finding.message.contains("has no address"), "{}", finding.message);
+    let stranded = mesh
+        .findings
+        .iter()
+        .any(|f| f.node == NodeId::mesh_service("mesh1", "payments", "api") && f.message.contains("unhealthy"));
+    assert!(stranded, "service with endpoints behind the broken gateway is flagged");
+}
+
+#[test]
+fn remote_clusters_come_from_secret_keys_without_their_values() {
+    let store = load("primary-remote", &["primary", "remote", "west"]);
+    let secret = store.clusters[0].secrets.values().next().unwrap();
+    assert!(secret.data.as_ref().unwrap().values().all(|v| v.0.is_empty()));
+    let t = derive(&store);
+    let cp = t.control_plane("primary/istio-system/istiod").unwrap();
+    assert_eq!(cp.remote_clusters.len(), 1);
+    assert_eq!(cp.remote_clusters[0].id, "cluster-b");
+    assert_eq!(cp.remote_clusters[0].status, "unknown", "no probe yet");
+    assert!(cp.external_istiod);
+    assert_eq!(cp.exposed_at.as_deref(), Some("ew.cluster-a.example"));
+}
+
+#[test]
+fn injection_that_differs_between_clusters_is_a_tenant_finding() {
+    let t = topology();
+    let tenant = t.meshes[0].tenant("payments").unwrap();
+    let injections: Vec<&str> = tenant.clusters.iter().map(|c| c.injection.as_str()).collect();
+    assert_eq!(injections, vec!["enabled", "enabled", "rev:canary"]);
+    assert!(t.meshes[0]
+        .findings
+        .iter()
+        .any(|f| f.node == NodeId::tenant("mesh1", "payments") && f.message.contains("injection differs")));
+}
+
+#[test]
+fn a_remote_whose_only_control_plane_is_unready_is_down() {
+    let mut store = load("primary-remote", &["primary", "remote", "west"]);
+    let primary = store.cluster_mut("primary");
+    let key = ("istio-system".to_string(), "istiod".to_string());
+    let mut istiod = primary.deployments.get(&key).unwrap().clone();
+    istiod.status.as_mut().unwrap().ready_replicas = Some(0);
+    primary.apply(KubeObject::Deployment(istiod));
+    let t = derive(&store);
+    let remote = t.cluster("remote").unwrap();
+    assert_eq!(remote.status, Health::Down);
+    assert!(t
+        .findings_for(&NodeId::cluster("remote"))
+        .any(|f| f.message.contains("only control plane")));
+}
+
+#[test]
+fn a_malformed_mesh_config_is_reported_and_nothing_else_is_lost() {
+    let mut store = load("primary-remote", &["primary", "remote", "west"]);
+    let west = store.cluster_mut("west");
+    let key = ("istio-system".to_string(), "istio".to_string());
+    let mut cm = west.config_maps.get(&key).unwrap().clone();
+    cm.data
+        .as_mut()
+        .unwrap()
+        .insert("mesh".into(), "defaultConfig: [unclosed".into());
+    west.apply(KubeObject::ConfigMap(cm));
+    let t = derive(&store);
+    assert!(t
+        .findings_for(&NodeId::cluster("west"))
+        .any(|f| f.severity == Severity::Error && f.message.contains("ConfigMap istio-system/istio")));
+    // Its services are still there.
+    assert!(t.cluster("west").unwrap().endpoints_total > 0);
+}
+
+#[test]
+fn a_failed_connection_is_shown_per_cluster() {
+    let mut store = load("primary-remote", &["primary", "remote", "west"]);
+    store.apply(
+        Update::Connection {
+            context: "west".into(),
+            connection: meshtop::topology::snapshot::Connection::Failed("403 Forbidden".into()),
+        },
+        SystemTime::UNIX_EPOCH,
+    );
+    let t = derive(&store);
+    let west = t.cluster("west").unwrap();
+    assert_eq!(west.status, Health::Down);
+    assert_eq!(west.error.as_deref(), Some("403 Forbidden"));
+    assert_eq!(t.cluster("primary").unwrap().error, None, "others unaffected");
+}
+
+#[test]
+fn incremental_derivation_equals_a_fresh_one() {
+    let mut store = load("primary-remote", &["primary", "remote", "west"]);
+    let mut deriver = meshtop::topology::derive::Deriver::default();
+    let _ = deriver.derive(&store);
+    let remote = store.cluster_mut("remote");
+    let key = ("payments".to_string(), "api-def".to_string());
+    let mut slice = remote.endpoint_slices.get(&key).unwrap().clone();
+    slice.endpoints.as_mut().unwrap()[1].conditions.as_mut().unwrap().ready = Some(true);
+    remote.apply(KubeObject::EndpointSlice(slice));
+    let incremental = deriver.derive(&store);
+    assert_eq!(incremental, derive(&store));
+    assert_eq!(incremental.meshes[0].service("payments", "api").unwrap().ready(), 5);
+}
