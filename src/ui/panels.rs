@@ -109,7 +109,7 @@ fn gone(theme: &Theme) -> (String, Body) {
 
 fn kv(theme: &Theme, key: &str, value: impl Into<String>) -> Line<'static> {
     Line::from(vec![
-        Span::styled(format!("{key:<19} "), theme.muted()),
+        Span::styled(format!("{key:<20} "), theme.muted()),
         Span::styled(value.into(), theme.base()),
     ])
 }
@@ -120,7 +120,7 @@ fn status_span(theme: &Theme, h: Health) -> Span<'static> {
 
 fn kv_health(theme: &Theme, key: &str, h: Health, extra: String) -> Line<'static> {
     Line::from(vec![
-        Span::styled(format!("{key:<19} "), theme.muted()),
+        Span::styled(format!("{key:<20} "), theme.muted()),
         status_span(theme, h),
         Span::styled(extra, theme.base()),
     ])
@@ -333,7 +333,7 @@ fn cluster(theme: &Theme, app: &App, c: &Cluster) -> Body {
     ];
     if let Some(e) = &c.error {
         lines.push(Line::from(vec![
-            Span::styled(format!("{:<19} ", "error"), theme.muted()),
+            Span::styled(format!("{:<20} ", "error"), theme.muted()),
             Span::styled(e.clone(), theme.health(Health::Down)),
         ]));
     }
@@ -503,7 +503,7 @@ fn gateway(theme: &Theme, t: &Topology, g: &Gateway) -> Body {
     lines.push(match &g.address {
         Some(a) => kv(theme, "address", a.clone()),
         None => Line::from(vec![
-            Span::styled(format!("{:<19} ", "address"), theme.muted()),
+            Span::styled(format!("{:<20} ", "address"), theme.muted()),
             Span::styled(
                 "✖ no address: cross-network traffic through it fails".to_string(),
                 theme.health(Health::Down),

@@ -1,0 +1,167 @@
+//! Every panel, rendered through the real drawing code into ratatui's TestBackend and compared
+//! with reviewed snapshots (insta). Run `cargo insta review` after an intended change.
+
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use meshtop::app::state::App;
+use meshtop::sources::demo::DemoSim;
+use meshtop::topology::derive::derive;
+use meshtop::ui::theme::{self, Theme};
+use meshtop::ui::{self as ui, tree};
+use ratatui::backend::TestBackend;
+use ratatui::style::Modifier;
+use ratatui::Terminal;
+
+fn app(theme_name: &str) -> App {
+    let mut sim = DemoSim::new(3);
+    let _ = sim.drain();
+    let topology = Arc::new(derive(sim.world()));
+    let (themes, _) = theme::discover(None);
+    let index = themes.iter().position(|t| t.name == theme_name).unwrap();
+    let mut app = App::new(themes, index, "demo · seed 3".into(), false);
+    app.on_topology(topology, Vec::new());
+    app.now = 0;
+    app
+}
+
+fn select(app: &mut App, id: &str) {
+    let path = tree::path_to(&app.tree_items, id).unwrap_or_else(|| panic!("no node {id}"));
+    for i in 1..path.len() {
+        app.tree_state.open(path[..i].to_vec());
+    }
+    app.tree_state.select(path);
+}
+
+fn key(app: &mut App, c: char) {
+    app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+}
+
+fn render(app: &mut App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| ui::draw(f, app)).unwrap();
+    terminal
+}
+
+fn screen(app: &mut App, width: u16, height: u16) -> String {
+    render(app, width, height).backend().to_string()
+}
+
+#[test]
+fn mesh_panel_shows_the_cluster_health_matrix() {
+    let mut app = app("dark");
+    select(&mut app, "mesh:mesh-alpha");
+    insta::assert_snapshot!(screen(&mut app, 140, 40));
+}
+
+#[test]
+fn network_panel() {
+    let mut app = app("dark");
+    select(&mut app, "net:mesh-alpha/network-west");
+    insta::assert_snapshot!(screen(&mut app, 140, 36));
+}
+
+#[test]
+fn cluster_panel_of_a_remote_shows_its_wiring() {
+    let mut app = app("dark");
+    select(&mut app, "cluster:east-2");
+    insta::assert_snapshot!(screen(&mut app, 140, 40));
+}
+
+#[test]
+fn control_plane_panel() {
+    let mut app = app("dark");
+    select(&mut app, "cp:east-1/istio-system/istiod");
+    insta::assert_snapshot!(screen(&mut app, 140, 40));
+}
+
+#[test]
+fn gateway_panel() {
+    let mut app = app("dark");
+    select(&mut app, "gw:west-1/istio-system/istio-eastwestgateway");
+    insta::assert_snapshot!(screen(&mut app, 140, 36));
+}
+
+#[test]
+fn namespace_panel_compares_the_tenant_across_clusters() {
+    let mut app = app("dark");
+    select(&mut app, "ns:east-1/checkout");
+    insta::assert_snapshot!(screen(&mut app, 140, 36));
+}
+
+#[test]
+fn service_panel_shows_endpoint_distribution() {
+    let mut app = app("dark");
+    select(&mut app, "svc:east-1/payments/api");
+    insta::assert_snapshot!(screen(&mut app, 140, 40));
+}
+
+#[test]
+fn failover_modal_shows_plan_and_preflight() {
+    let mut app = app("dark");
+    select(&mut app, "cluster:east-2");
+    key(&mut app, 'f');
+    insta::assert_snapshot!(screen(&mut app, 140, 44));
+}
+
+#[test]
+fn help_is_generated_from_the_key_map() {
+    let mut app = app("dark");
+    key(&mut app, '?');
+    let text = screen(&mut app, 120, 40);
+    for binding in meshtop::app::action::KEYMAP {
+        assert!(text.contains(binding.help), "help lacks {:?}", binding.help);
+    }
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn filter_keeps_matches_and_their_ancestors() {
+    let mut app = app("dark");
+    key(&mut app, '/');
+    for c in "fraud".chars() {
+        key(&mut app, c);
+    }
+    let text = screen(&mut app, 120, 30);
+    assert!(text.contains("fraud-check"));
+    assert!(!text.contains("ledger"), "non-matching services are hidden");
+    assert!(text.contains("Service payments/fraud-check"), "cursor lands on the first match");
+}
+
+#[test]
+fn small_terminals_get_a_compact_layout_or_a_clear_message() {
+    let mut app = app("dark");
+    let compact = screen(&mut app, 40, 10);
+    assert!(compact.contains("mesh-alpha"), "{compact}");
+    insta::assert_snapshot!("compact_40x10", compact);
+    let tiny = screen(&mut app, 20, 5);
+    assert!(tiny.contains("too small"), "{tiny}");
+    // Degenerate sizes must not panic either.
+    for (w, h) in [(1, 1), (0, 0), (80, 3), (3, 80)] {
+        let _ = render(&mut app, w, h);
+    }
+}
+
+#[test]
+fn light_theme_renders_the_same_content() {
+    let mut dark = app("dark");
+    let mut light = app("light");
+    select(&mut dark, "svc:east-1/payments/api");
+    select(&mut light, "svc:east-1/payments/api");
+    // Everything but the header line (which names the theme) is identical.
+    let body = |s: String| s.lines().skip(1).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(body(screen(&mut dark, 140, 40)), body(screen(&mut light, 140, 40)));
+}
+
+#[test]
+fn mono_selection_is_visible_without_colour() {
+    let mut app = app("mono");
+    select(&mut app, "mesh:mesh-alpha");
+    let terminal = render(&mut app, 120, 30);
+    let buffer = terminal.backend().buffer();
+    // Row 2 is the first tree row (header, border): the selected mesh node.
+    let cell = &buffer[(3, 2)];
+    assert!(cell.modifier.contains(Modifier::REVERSED), "{cell:?}");
+    let mono = Theme::builtin("mono").unwrap();
+    assert!(mono.reverse_selection);
+}
