@@ -81,6 +81,8 @@ pub struct App {
     /// Rows of the tree viewport at the last draw, for PgUp/PgDn.
     pub page: usize,
     pub received_first: bool,
+    /// The tree's open nodes before a filter opened everything, restored when it clears.
+    pub opened_before_filter: Option<Vec<Vec<String>>>,
 }
 
 impl App {
@@ -109,6 +111,7 @@ impl App {
             quit: false,
             page: 10,
             received_first: false,
+            opened_before_filter: None,
         }
     }
 

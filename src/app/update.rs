@@ -21,6 +21,9 @@ impl App {
             return;
         }
         self.tree_dirty = false;
+        if !self.filter.is_empty() && self.opened_before_filter.is_none() {
+            self.opened_before_filter = Some(self.tree_state.opened().iter().cloned().collect());
+        }
         let model = tree::build(&self.topology, &self.filter, self.theme());
         self.tree_items = model.items;
         self.nodes = model.nodes;
@@ -28,27 +31,54 @@ impl App {
             for path in tree::all_parent_paths(&self.tree_items) {
                 self.tree_state.open(path);
             }
-        }
-        let selected = self.tree_state.selected().to_vec();
-        let still_there = selected
-            .last()
-            .map(|id| self.nodes.contains_key(id))
-            .unwrap_or(false);
-        if !still_there {
-            // Keep the cursor on the same node if it moved (e.g. re-parented), else go to top.
-            let moved = selected
-                .last()
-                .and_then(|id| tree::path_to(&self.tree_items, id));
-            match moved {
-                Some(path) => {
-                    self.tree_state.select(path);
-                }
-                None => {
-                    let first = self.tree_items.first().map(|i| i.identifier().clone());
-                    self.tree_state.select(first.into_iter().collect());
-                }
+        } else if let Some(opened) = self.opened_before_filter.take() {
+            // Back to the user's own open nodes, plus the way to the node they picked.
+            self.tree_state.close_all();
+            for path in opened {
+                self.tree_state.open(path);
+            }
+            let selected = self.tree_state.selected().to_vec();
+            for i in 1..selected.len() {
+                self.tree_state.open(selected[..i].to_vec());
             }
         }
+        let selected = self.tree_state.selected().to_vec();
+        let still_there = tree::path_to(&self.tree_items, selected.last().map(String::as_str).unwrap_or(""))
+            .filter(|path| *path == selected)
+            .is_some();
+        if !still_there {
+            let path = self.relocate(&selected);
+            for i in 1..path.len() {
+                self.tree_state.open(path[..i].to_vec());
+            }
+            self.tree_state.select(path);
+        }
+    }
+
+    /// Where the cursor goes when its node moved or vanished: the same node elsewhere (a
+    /// cluster re-parented under its new control plane), else the nearest ancestor left.
+    fn relocate(&self, old: &[String]) -> Vec<String> {
+        let Some(last) = old.last() else {
+            return self.tree_items.first().map(|i| vec![i.identifier().clone()]).unwrap_or_default();
+        };
+        if let Some(path) = tree::path_to(&self.tree_items, last) {
+            return path;
+        }
+        if let Some(context) = last.strip_prefix("serves:").and_then(|r| r.rsplit_once(':')).map(|(_, c)| c) {
+            let moved = self.nodes.iter().find_map(|(id, node)| match node {
+                NodeRef::Served(_, c) if c == context => Some(id.clone()),
+                _ => None,
+            });
+            if let Some(path) = moved.and_then(|id| tree::path_to(&self.tree_items, &id)) {
+                return path;
+            }
+        }
+        for i in (1..old.len()).rev() {
+            if let Some(path) = tree::path_to(&self.tree_items, &old[i - 1]) {
+                return path;
+            }
+        }
+        self.tree_items.first().map(|i| vec![i.identifier().clone()]).unwrap_or_default()
     }
 
     pub fn on_topology(&mut self, topology: Arc<Topology>, log: Vec<LogEntry>) {

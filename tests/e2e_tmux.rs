@@ -1,0 +1,191 @@
+//! End to end: the real binary in a real terminal (tmux), driven by keys, read from the screen.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+    session: String,
+}
+
+impl Tmux {
+    fn start(command: &str, width: u16, height: u16) -> Tmux {
+        let id = format!("meshtop-e2e-{}-{}", std::process::id(), width);
+        let t = Tmux {
+            socket: id.clone(),
+            session: id,
+        };
+        let status = Command::new("tmux")
+            .args(["-L", &t.socket, "-f", "/dev/null", "new-session", "-d", "-s", &t.session])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .arg(command)
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux is installed (.ci/run installs it)");
+        assert!(status.success(), "tmux new-session failed");
+        t
+    }
+
+    fn capture(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", &self.session])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sends keys one call at a time: Escape followed at once by a letter would read as Alt+letter.
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let status = Command::new("tmux")
+                .args(["-L", &self.socket, "send-keys", "-t", &self.session, k])
+                .status()
+                .expect("tmux send-keys");
+            assert!(status.success());
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    /// Waits until the screen satisfies `pred`, or fails with the last screen.
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.capture();
+            if pred(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; screen:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_text(&self, text: &str) -> String {
+        self.wait_for(text, |s| s.contains(text))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+fn audit_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("meshtop-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[test]
+fn navigate_filter_help_fail_over_undo_and_quit() {
+    let audit = audit_path("audit.jsonl");
+    let command = format!(
+        "{} --demo --seed 5 --audit-log {}; echo MESHTOP-EXIT:$?; sleep 30",
+        env!("CARGO_BIN_EXE_meshtop"),
+        audit.display()
+    );
+    let tmux = Tmux::start(&command, 150, 46);
+    tmux.wait_text("mesh-alpha");
+    tmux.wait_text("connected: 5 clusters in 2 meshes");
+
+    // Navigate down the tree to a service and see its endpoint distribution.
+    tmux.keys(&["j", "j", "l", "j", "j", "j", "l", "j", "l", "j"]);
+    let screen = tmux.wait_text("Endpoint distribution");
+    assert!(screen.contains("Service catalog/"), "{screen}");
+
+    // Help overlay, generated from the key map; any key closes it.
+    tmux.keys(&["?"]);
+    tmux.wait_text("fail over the selected cluster or control plane");
+    tmux.keys(&["x"]);
+    tmux.wait_for("help closed", |s| !s.contains("Any key closes this help"));
+
+    // Filter, incremental; the cursor lands on the first match.
+    tmux.keys(&["/", "f", "r", "a", "u", "d"]);
+    tmux.wait_text("Service payments/fraud-check");
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("filter cleared", |s| !s.contains("filter: fraud"));
+
+    // Fail over the remote cluster east-2 to west-1's control plane.
+    tmux.keys(&["/", "e", "a", "s", "t", "-", "2", "Enter"]);
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["f"]);
+    tmux.wait_text("Pre-flight checks");
+    tmux.wait_text("Apply this plan?");
+    tmux.keys(&["y"]);
+    let done = tmux.wait_text("Failover complete");
+    assert!(done.contains("west-1/istio-system/istiod now serves east-2"), "{done}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_text("east-2 remote ← west-1");
+
+    // Undo puts it back under east-1.
+    tmux.keys(&["u"]);
+    tmux.wait_text("Undo failover");
+    tmux.keys(&["y"]);
+    tmux.wait_text("Failover complete");
+    tmux.keys(&["Escape"]);
+    tmux.wait_text("east-2 remote ← east-1");
+
+    // Quit restores the terminal and exits 0.
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_text("MESHTOP-EXIT:");
+    assert!(screen.contains("MESHTOP-EXIT:0"), "{screen}");
+    assert!(!screen.contains("mesh-alpha"), "alternate screen left: {screen}");
+
+    let log = std::fs::read_to_string(&audit).expect("audit log written");
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["start", "verified", "start", "verified"], "{log}");
+    assert!(events[2]["plan"].as_str().unwrap().starts_with("undo:"));
+}
+
+#[test]
+fn read_only_shows_the_plan_but_cannot_apply_it() {
+    let audit = audit_path("audit-ro.jsonl");
+    let command = format!(
+        "{} --demo --seed 5 --read-only --audit-log {}; sleep 30",
+        env!("CARGO_BIN_EXE_meshtop"),
+        audit.display()
+    );
+    let tmux = Tmux::start(&command, 140, 44);
+    tmux.wait_text("read-only");
+    tmux.keys(&["/", "e", "a", "s", "t", "-", "2", "Enter"]);
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["f"]);
+    tmux.wait_text("Read-only: this plan cannot be applied");
+    tmux.keys(&["y"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let screen = tmux.capture();
+    assert!(!screen.contains("Failover complete"), "{screen}");
+    assert!(!audit.exists(), "nothing was attempted, nothing audited");
+}
+
+#[test]
+fn resizing_to_a_tiny_terminal_and_back_never_breaks() {
+    let command = format!("{} --demo --seed 2; sleep 30", env!("CARGO_BIN_EXE_meshtop"));
+    let tmux = Tmux::start(&command, 120, 40);
+    tmux.wait_text("mesh-alpha");
+    let resize = |w: u16, h: u16| {
+        Command::new("tmux")
+            .args(["-L", &tmux.socket, "resize-window", "-t", &tmux.session])
+            .args(["-x", &w.to_string(), "-y", &h.to_string()])
+            .status()
+            .unwrap();
+    };
+    resize(20, 6);
+    tmux.wait_text("too small");
+    resize(40, 10);
+    tmux.wait_text("mesh-alpha");
+    resize(120, 40);
+    tmux.wait_text("Events (newest first)");
+}
