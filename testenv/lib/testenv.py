@@ -1,0 +1,889 @@
+#!/usr/bin/env python3
+"""meshtop's local multi-cluster Istio test environment.
+
+Subcommands (wrapped by testenv/up, testenv/down, testenv/env):
+  up [--topology FILE|NAME]   bring every cluster of the topology up (idempotent)
+  down                        stop what `up` started (pid files) and remove the state dir
+  env                         print `export KUBECONFIG=...` while an environment runs
+
+Everything listens on and dials 127.0.0.1 only; see testenv/README.md ("Network rule").
+Only the Python standard library, PyYAML and openssl(1) are used here; all Kubernetes and
+Istio work is done by the real binaries that testenv/build puts in the cache.
+"""
+
+import base64
+import concurrent.futures
+import copy
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import yaml
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # testenv/
+CACHE_ROOT = os.environ.get("MESHTOP_TESTENV_CACHE", os.path.expanduser("~/.cache/meshtop-testenv"))
+STATE = os.path.abspath(os.environ.get("MESHTOP_TESTENV_STATE", os.path.join(CACHE_ROOT, "state")))
+MESH_ID = "mesh1"
+SYSTEM_NS = "istio-system"
+LOOPBACK = "127.0.0.1"
+# Addresses written into east-west gateway Service status (RFC 5737 TEST-NET-1). They are
+# data only: nothing in the environment dials them (see README, "Network rule").
+GATEWAY_ADDR_PREFIX = "192.0.2."
+TENANTS = [
+    # namespace, labels
+    ("shop", {"istio-injection": "enabled"}),
+    ("payments", {"istio.io/rev": "default"}),
+    ("legacy", {"istio-injection": "disabled"}),
+]
+# (namespace, name, replicas per cluster role index) deployed in EVERY cluster, so the
+# same service exists in several clusters and its endpoints merge in istiod.
+WORKLOADS = [("shop", "frontend", 2), ("shop", "cart", 1), ("payments", "ledger", 1), ("legacy", "batch", 1)]
+
+T0 = time.time()
+
+
+def log(msg):
+    print(f"[testenv {time.time() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log("ERROR: " + msg)
+    sys.exit(1)
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, fn, timeout, interval=0.2):
+    """Poll fn() until it returns a truthy value; fail after `timeout` seconds."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            v = fn()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - surfaced on timeout
+            last = e
+        time.sleep(interval)
+    die(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last})" if last else ""))
+
+
+def run(cmd, *, input=None, check=True, env=None, cwd=None, capture=True):
+    p = subprocess.run(cmd, input=input, capture_output=capture, text=True, env=env, cwd=cwd)
+    if check and p.returncode != 0:
+        die(f"command failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def bin_dir(build_if_missing=True):
+    p = run([os.path.join(HERE, "build"), "--print"], check=False)
+    if p.returncode == 0:
+        return p.stdout.strip().splitlines()[-1]
+    if not build_if_missing:
+        die("binaries not built; run testenv/build")
+    log("binaries missing: running testenv/build (a cold build takes tens of minutes)")
+    p = subprocess.run([os.path.join(HERE, "build")], stdout=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        die("testenv/build failed")
+    return p.stdout.strip().splitlines()[-1]
+
+
+def http_get(url, ctx=None, timeout=3):
+    assert url.startswith("http://127.0.0.1:") or url.startswith("https://127.0.0.1:"), url
+    with urllib.request.urlopen(url, context=ctx, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------------------------------
+# topology
+
+
+def load_topology(arg):
+    if not arg:
+        arg = os.path.join(HERE, "topologies", "multicluster.json")
+    if not os.path.exists(arg):
+        # A bare name selects one of Istio's own prow topologies copied by testenv/build.
+        cand = os.path.join(os.path.dirname(bin_dir()), "istio", "topology", arg.removesuffix(".json") + ".json")
+        if not os.path.exists(cand):
+            die(f"no topology file {arg}")
+        arg = cand
+    with open(arg) as f:
+        raw = json.load(f)
+    clusters = []
+    names = {c["clusterName"] for c in raw}
+    for i, c in enumerate(raw):
+        if c.get("kind", "Kubernetes") != "Kubernetes":
+            die(f"cluster {c['clusterName']}: kind {c.get('kind')} is not supported (only Kubernetes)")
+        name = c["clusterName"]
+        primary = c.get("primaryClusterName") or c.get("controlPlaneClusterName") or name
+        config = c.get("configClusterName") or name
+        if config != name or (primary != name and any(
+                (x.get("configClusterName") or x["clusterName"]) != x["clusterName"] for x in raw)):
+            die("external control planes (configClusterName) are not supported yet; see testenv/README.md")
+        if primary not in names:
+            die(f"cluster {name}: primary {primary} is not in the topology")
+        clusters.append({
+            "name": name,
+            "index": i,
+            "network": c.get("network") or "network-1",
+            "primary": primary,
+            "role": "primary" if primary == name else "remote",
+            "podSubnet": c.get("podSubnet") or f"10.{10 * (i + 1)}.0.0/16",
+            "svcSubnet": c.get("svcSubnet") or f"10.255.{10 * (i + 1)}.0/24",
+        })
+    for c in clusters:
+        if c["role"] == "remote" and next(x for x in clusters if x["name"] == c["primary"])["role"] != "primary":
+            die(f"cluster {c['name']}: its control plane cluster {c['primary']} is itself a remote")
+    networks = sorted({c["network"] for c in clusters})
+    for c in clusters:
+        n = networks.index(c["network"])
+        c["region"] = f"region{n + 1}"
+        c["zones"] = [f"region{n + 1}-zone{c['index'] + 1}a", f"region{n + 1}-zone{c['index'] + 1}b"]
+        c["gatewayAddress"] = GATEWAY_ADDR_PREFIX + str(10 + c["index"])
+        c["hasGateway"] = c["role"] == "primary" or c["network"] != next(
+            x for x in clusters if x["name"] == c["primary"])["network"]
+    return arg, clusters
+
+
+# ------------------------------------------------------------------------------------------
+# PKI (openssl)
+
+
+def openssl(*args):
+    run(["openssl", *args])
+
+
+def make_ca(d):
+    if os.path.exists(f"{d}/ca.crt"):
+        return
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{d}/ca.key")
+    openssl("req", "-x509", "-new", "-key", f"{d}/ca.key", "-days", "3650", "-subj", "/CN=meshtop-testenv-ca",
+            "-out", f"{d}/ca.crt")
+
+
+def make_cert(d, name, cn, org=None, sans=None, client=False):
+    key, crt, csr, ext = (f"{d}/{name}.{x}" for x in ("key", "crt", "csr", "ext"))
+    if os.path.exists(crt):
+        return
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+    subj = f"/CN={cn}" + (f"/O={org}" if org else "")
+    openssl("req", "-new", "-key", key, "-subj", subj, "-out", csr)
+    with open(ext, "w") as f:
+        f.write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n")
+        f.write("extendedKeyUsage=" + ("clientAuth" if client else "serverAuth,clientAuth") + "\n")
+        if sans:
+            f.write("subjectAltName=" + ",".join(sans) + "\n")
+    openssl("x509", "-req", "-in", csr, "-CA", f"{STATE}/pki/ca.crt", "-CAkey", f"{STATE}/pki/ca.key",
+            "-CAcreateserial", "-days", "3650", "-extfile", ext, "-out", crt)
+
+
+def b64file(p):
+    with open(p, "rb") as f:
+        return base64.b64encode(f.read()).decode()
+
+
+# ------------------------------------------------------------------------------------------
+# processes
+
+
+class Procs:
+    def __init__(self, bindir):
+        self.bin = bindir
+        os.makedirs(f"{STATE}/pids", exist_ok=True)
+        os.makedirs(f"{STATE}/logs", exist_ok=True)
+
+    def start(self, name, argv, env=None, cwd=None):
+        logf = open(f"{STATE}/logs/{name}.log", "ab")
+        exe = argv[0] if argv[0].startswith("/") else os.path.join(self.bin, argv[0])
+        e = dict(os.environ)
+        # Never let a component pick up a proxy or an in-cluster config from the caller.
+        for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "KUBERNETES_SERVICE_HOST"):
+            e.pop(k, None)
+        e["NO_PROXY"] = "127.0.0.1,localhost"
+        e.update(env or {})
+        p = subprocess.Popen([exe, *argv[1:]], stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env=e, cwd=cwd or STATE, start_new_session=True)
+        with open(f"{STATE}/pids/{name}.pid", "w") as f:
+            f.write(f"{p.pid}\n{exe}\n")
+        return p
+
+    def check_alive(self, name):
+        pid, _ = read_pid(f"{STATE}/pids/{name}.pid")
+        if not pid or not pid_alive(pid):
+            tail = ""
+            try:
+                with open(f"{STATE}/logs/{name}.log", errors="replace") as f:
+                    tail = "".join(f.readlines()[-25:])
+            except OSError:
+                pass
+            die(f"{name} exited; last log lines:\n{tail}")
+
+
+def read_pid(path):
+    try:
+        with open(path) as f:
+            lines = f.read().split("\n")
+        return int(lines[0]), (lines[1] if len(lines) > 1 else "")
+    except (OSError, ValueError):
+        return None, None
+
+
+def stop_all():
+    d = f"{STATE}/pids"
+    if not os.path.isdir(d):
+        return 0
+    victims = []
+    for fn in sorted(os.listdir(d)):
+        pid, exe = read_pid(os.path.join(d, fn))
+        if not pid or not pid_alive(pid):
+            continue
+        try:
+            real = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            real = ""
+        # Only signal a process that still runs the binary we started (pids get reused).
+        if exe and os.path.realpath(exe) != real.removesuffix(" (deleted)"):
+            continue
+        victims.append((fn, pid))
+    # Istio first, then the Kubernetes components, etcd last.
+    order = lambda v: (0 if v[0].startswith("istiod") else 2 if v[0].startswith("etcd") else 1)
+    for group in (0, 1, 2):
+        gv = [v for v in victims if order(v) == group]
+        for _, pid in gv:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+        deadline = time.time() + 15
+        while time.time() < deadline and any(pid_alive(p) for _, p in gv):
+            time.sleep(0.1)
+        for _, pid in gv:
+            if pid_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+    return len(victims)
+
+
+# ------------------------------------------------------------------------------------------
+# Kubernetes access
+
+
+class Cluster:
+    def __init__(self, spec, bindir):
+        self.__dict__.update(spec)
+        self.bin = bindir
+        self.dir = f"{STATE}/clusters/{self.name}"
+        self.kubeconfig = f"{self.dir}/admin.kubeconfig"
+
+    def kubectl(self, *args, input=None, check=True):
+        return run([f"{self.bin}/kubectl", "--kubeconfig", self.kubeconfig, *args], input=input, check=check)
+
+    def apply(self, docs, server_side=True):
+        text = yaml.safe_dump_all(docs, sort_keys=False) if not isinstance(docs, str) else docs
+        args = ["apply", "-f", "-"]
+        if server_side:
+            args += ["--server-side", "--force-conflicts", "--field-manager=meshtop-testenv"]
+        return self.kubectl(*args, input=text)
+
+    def get_json(self, *args):
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def ssl_ctx(self):
+        ctx = ssl.create_default_context(cafile=f"{STATE}/pki/ca.crt")
+        ctx.load_cert_chain(f"{self.dir}/admin.crt", f"{self.dir}/admin.key")
+        return ctx
+
+    def readyz(self):
+        st, body = http_get(f"https://127.0.0.1:{self.ports['apiserver']}/readyz", self.ssl_ctx())
+        return st == 200 and body.strip() == b"ok"
+
+
+def write_kubeconfig(path, entries):
+    """entries: list of (context name, server, ca path, cert path, key path)."""
+    cfg = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": [],
+           "current-context": entries[0][0], "preferences": {}}
+    for name, server, ca, crt, key in entries:
+        cfg["clusters"].append({"name": name, "cluster": {"server": server, "certificate-authority-data": b64file(ca)}})
+        cfg["users"].append({"name": f"{name}-admin", "user": {"client-certificate-data": b64file(crt),
+                                                              "client-key-data": b64file(key)}})
+        cfg["contexts"].append({"name": name, "context": {"cluster": name, "user": f"{name}-admin"}})
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------
+# up
+
+
+def start_control_planes(procs, clusters, etcd_port):
+    for c in clusters:
+        os.makedirs(c.dir, exist_ok=True)
+        pki = c.dir
+        make_cert(pki, "apiserver", "kube-apiserver",
+                  sans=["IP:127.0.0.1", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default",
+                        "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local"])
+        make_cert(pki, "admin", "meshtop-testenv-admin", org="system:masters", client=True)
+        if not os.path.exists(f"{pki}/sa.key"):
+            openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{pki}/sa.key")
+            openssl("ec", "-in", f"{pki}/sa.key", "-pubout", "-out", f"{pki}/sa.pub")
+        write_kubeconfig(c.kubeconfig, [(c.name, f"https://127.0.0.1:{c.ports['apiserver']}", f"{STATE}/pki/ca.crt",
+                                         f"{pki}/admin.crt", f"{pki}/admin.key")])
+        procs.start(f"kube-apiserver-{c.name}", [
+            "kube-apiserver",
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            f"--etcd-prefix=/registry/{c.name}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={c.ports['apiserver']}",
+            f"--tls-cert-file={pki}/apiserver.crt", f"--tls-private-key-file={pki}/apiserver.key",
+            f"--client-ca-file={STATE}/pki/ca.crt",
+            "--authorization-mode=RBAC",
+            f"--service-account-issuer=https://{c.name}.testenv.invalid",
+            f"--service-account-key-file={pki}/sa.pub",
+            f"--service-account-signing-key-file={pki}/sa.key",
+            f"--service-cluster-ip-range={c.svcSubnet}",
+            # The apiserver would publish 127.0.0.1 as the `kubernetes` Service endpoint, which
+            # EndpointSlice validation rejects (loopback); nothing in the env needs it.
+            "--endpoint-reconciler-type=none",
+            # Logs/exec/port-forward would go to the node address, which kwok sets to 127.0.0.1.
+            "--kubelet-preferred-address-types=InternalIP",
+            "--enable-priority-and-fairness=false",
+            "--profiling=false",
+            "--v=1",
+        ])
+    for c in clusters:
+        wait_for(f"kube-apiserver {c.name} /readyz", lambda c=c: (procs.check_alive(f"kube-apiserver-{c.name}"), c.readyz())[1], 120)
+    log("API servers ready")
+    stages = os.path.join(os.path.dirname(procs.bin), "kwok", "stages.yaml")
+    for c in clusters:
+        procs.start(f"kube-controller-manager-{c.name}", [
+            "kube-controller-manager",
+            f"--kubeconfig={c.kubeconfig}",
+            "--leader-elect=false",
+            "--secure-port=0",
+            "--controllers=*",
+            f"--root-ca-file={STATE}/pki/ca.crt",
+            f"--service-account-private-key-file={c.dir}/sa.key",
+            "--use-service-account-credentials=false",
+            f"--service-cluster-ip-range={c.svcSubnet}",
+            "--concurrent-endpointslice-syncs=5",
+            "--v=1",
+        ])
+        procs.start(f"kube-scheduler-{c.name}", [
+            "kube-scheduler", f"--kubeconfig={c.kubeconfig}", "--leader-elect=false", "--secure-port=0", "--v=1",
+        ])
+        procs.start(f"kwok-{c.name}", [
+            "kwok", f"--kubeconfig={c.kubeconfig}", f"--config={stages}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            f"--cidr={c.podSubnet}",
+            "--node-ip=127.0.0.1",
+            f"--node-port={c.ports['kwok']}",
+            f"--server-address=127.0.0.1:{c.ports['kwok']}",
+            "--node-lease-duration-seconds=40",
+        ])
+
+
+def seed_nodes_and_namespaces(c, primaries_by_name):
+    docs = []
+    for i, zone in enumerate(c.zones):
+        docs.append({"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": f"{c.name}-node-{i}",
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {"type": "kwok", "kubernetes.io/hostname": f"{c.name}-node-{i}",
+                       "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                       "topology.kubernetes.io/region": c.region, "topology.kubernetes.io/zone": zone}}})
+    ns = {"apiVersion": "v1", "kind": "Namespace",
+          "metadata": {"name": SYSTEM_NS, "labels": {"topology.istio.io/network": c.network}}}
+    if c.role == "remote":
+        ns["metadata"]["annotations"] = {"topology.istio.io/controlPlaneClusters": c.primary}
+    docs.append(ns)
+    for name, labels in TENANTS:
+        docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+    c.apply(docs)
+
+
+def istioctl_generate(c, bindir, extra_file=None):
+    args = [f"{bindir}/istioctl", "manifest", "generate",
+            "--set", f"values.global.meshID={MESH_ID}",
+            "--set", f"values.global.multiCluster.clusterName={c.name}",
+            "--set", f"values.global.network={c.network}"]
+    if extra_file:
+        args += ["-f", extra_file]
+    elif c.role == "remote":
+        args += ["--set", "profile=remote",
+                 "--set", f"values.istiodRemote.injectionPath=/inject/cluster/{c.name}/net/{c.network}",
+                 "--set", f"values.global.remotePilotAddress={c.primary_gateway}"]
+    else:
+        args += ["--set", "values.pilot.env.EXTERNAL_ISTIOD=true"]
+    out = run(args).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def rewrite_webhooks(docs, webhook_port):
+    """Point every admission webhook at the serving istiod's 127.0.0.1 webhook port."""
+    ca = b64file(f"{STATE}/pki/ca.crt")
+    for d in docs:
+        if d.get("kind") not in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            continue
+        for wh in d.get("webhooks") or []:
+            cc = wh.get("clientConfig") or {}
+            if "service" in cc:
+                path = cc["service"].get("path") or "/"
+            elif "url" in cc:
+                u = cc["url"].split("://", 1)[1]
+                path = "/" + u.split("/", 1)[1] if "/" in u else "/"
+            else:
+                continue
+            wh["clientConfig"] = {"url": f"https://127.0.0.1:{webhook_port}{path}", "caBundle": ca}
+    return docs
+
+
+EASTWEST_IOP = """apiVersion: install.istio.io/v1alpha1
+kind: IstioOperator
+metadata:
+  name: eastwest
+spec:
+  revision: ""
+  profile: empty
+  components:
+    ingressGateways:
+      - name: istio-eastwestgateway
+        label:
+          istio: eastwestgateway
+          app: istio-eastwestgateway
+          topology.istio.io/network: {network}
+        enabled: true
+        k8s:
+          env:
+            - name: ISTIO_META_REQUESTED_NETWORK_VIEW
+              value: {network}
+          service:
+            ports:
+              - name: status-port
+                port: 15021
+                targetPort: 15021
+              - name: tls
+                port: 15443
+                targetPort: 15443
+              - name: tls-istiod
+                port: 15012
+                targetPort: 15012
+              - name: tls-webhook
+                port: 15017
+                targetPort: 15017
+  values:
+    gateways:
+      istio-ingressgateway:
+        injectionTemplate: gateway
+    global:
+      network: {network}
+"""
+# samples/multicluster/gen-eastwest-gateway.sh (classic mode), expose-istiod.yaml and
+# expose-services.yaml of the same Istio revision, inlined.
+EXPOSE_ISTIOD = """apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: istiod-gateway, namespace: istio-system}
+spec:
+  selector: {istio: eastwestgateway}
+  servers:
+  - port: {name: tls-istiod, number: 15012, protocol: tls}
+    tls: {mode: PASSTHROUGH}
+    hosts: ["*"]
+  - port: {name: tls-istiodwebhook, number: 15017, protocol: tls}
+    tls: {mode: PASSTHROUGH}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: istiod-vs, namespace: istio-system}
+spec:
+  hosts: ["*"]
+  gateways: [istiod-gateway]
+  tls:
+  - match: [{port: 15012, sniHosts: ["*"]}]
+    route: [{destination: {host: istiod.istio-system.svc.cluster.local, port: {number: 15012}}}]
+  - match: [{port: 15017, sniHosts: ["*"]}]
+    route: [{destination: {host: istiod.istio-system.svc.cluster.local, port: {number: 443}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: cross-network-gateway, namespace: istio-system}
+spec:
+  selector: {istio: eastwestgateway}
+  servers:
+  - port: {number: 15443, name: tls, protocol: TLS}
+    tls: {mode: AUTO_PASSTHROUGH}
+    hosts: ["*.local"]
+"""
+
+
+def tenant_docs(c):
+    docs = []
+    for ns, name, replicas in WORKLOADS:
+        labels = {"app": name}
+        docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+                     "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                              "template": {"metadata": {"labels": {**labels, "version": "v1"}},
+                                           "spec": {"containers": [{
+                                               "name": name, "image": f"registry.invalid/meshtop-testenv/{name}:v1",
+                                               "ports": [{"containerPort": 8080, "name": "http"}]}]}}}})
+        docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns,
+                                                                           "labels": labels},
+                     "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
+    return docs
+
+
+def istiod_env_from_deployment(docs):
+    for d in docs:
+        if d.get("kind") == "Deployment" and d["metadata"]["name"] == "istiod":
+            env = {}
+            for e in d["spec"]["template"]["spec"]["containers"][0].get("env", []):
+                if "value" in e:
+                    env[e["name"]] = str(e["value"])
+            return env
+    return {}
+
+
+def up(topology_arg):
+    bindir = bin_dir()
+    topo_file, specs = load_topology(topology_arg)
+    if os.path.exists(f"{STATE}/up.json"):
+        if healthy():
+            log("environment already running; reusing it")
+            print_summary()
+            return
+        log("found a stale or partial environment; tearing it down first")
+        down(quiet=True)
+    os.makedirs(f"{STATE}/pki", exist_ok=True)
+    procs = Procs(bindir)
+    make_ca(f"{STATE}/pki")
+
+    etcd_port, etcd_peer = free_port(), free_port()
+    clusters = [Cluster(s, bindir) for s in specs]
+    for c in clusters:
+        c.ports = {"apiserver": free_port(), "kwok": free_port()}
+        if c.role == "primary":
+            c.ports.update({k: free_port() for k in ("http", "https", "grpc", "secureGRPC", "monitoring")})
+    by_name = {c.name: c for c in clusters}
+    for c in clusters:
+        c.primary_gateway = by_name[c.primary].gatewayAddress
+
+    procs.start("etcd", ["etcd", "--name=testenv", f"--data-dir={STATE}/etcd",
+                         f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                         f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                         f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                         f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                         f"--initial-cluster=testenv=http://127.0.0.1:{etcd_peer}",
+                         "--unsafe-no-fsync", "--log-level=warn"])
+    wait_for("etcd /health", lambda: (procs.check_alive("etcd"),
+                                      http_get(f"http://127.0.0.1:{etcd_port}/health")[0] == 200)[1], 30)
+    log("etcd ready")
+
+    state = {"topology": topo_file, "bin": bindir, "etcd": etcd_port,
+             "clusters": [{**s, "ports": c.ports} for s, c in zip(specs, clusters)]}
+    with open(f"{STATE}/up.json", "w") as f:
+        json.dump(state, f, indent=1)
+
+    start_control_planes(procs, clusters, etcd_port)
+
+    # Generate all Istio manifests (offline, real istioctl) while controllers come up.
+    def gen(c):
+        docs = istioctl_generate(c, bindir)
+        ew = []
+        if c.hasGateway:
+            iop = f"{c.dir}/eastwest-iop.yaml"
+            with open(iop, "w") as f:
+                f.write(EASTWEST_IOP.format(network=c.network))
+            ew = istioctl_generate(c, bindir, extra_file=iop)
+        return c.name, docs, ew
+
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        gen_futs = [ex.submit(gen, c) for c in clusters]
+        for c in clusters:
+            seed_nodes_and_namespaces(c, by_name)
+        generated = {}
+        for fut in gen_futs:
+            name, docs, ew = fut.result()
+            generated[name] = (docs, ew)
+    log("nodes, namespaces seeded; manifests generated")
+
+    crds = f"{os.path.dirname(bindir)}/istio/crd-all.gen.yaml"
+    deferred = {}
+    for c in clusters:
+        docs, ew = generated[c.name]
+        webhook_port = by_name[c.primary].ports["https"]
+        docs = rewrite_webhooks(docs, webhook_port)
+        ew = rewrite_webhooks(ew, webhook_port)
+        with open(f"{c.dir}/istio-manifest.yaml", "w") as f:
+            yaml.safe_dump_all(docs, f, sort_keys=False)
+        # CRDs first (their own file, as the base chart ships them), then everything but the
+        # workloads; Deployments go after istiod runs so their pods pass the injector.
+        c.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=meshtop-testenv", "-f", crds)
+        first = [d for d in docs if d.get("kind") != "CustomResourceDefinition" and not (
+            d.get("kind") == "Deployment" and d["metadata"]["name"] != "istiod")
+            and d.get("kind") not in ("HorizontalPodAutoscaler",)]
+        later = [d for d in docs if d not in first and d.get("kind") != "CustomResourceDefinition"] + ew
+        c.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        c.apply(first)
+        deferred[c.name] = later
+    log("Istio base manifests applied")
+
+    # Remote secrets by the real istioctl, against the testenv API servers: every primary
+    # gets one for every other cluster (multi-primary + primary-remote, as Istio's tests do).
+    allcfg = f"{STATE}/kubeconfig"
+    write_all_kubeconfig(clusters, allcfg)
+
+    def remote_secret(src):
+        out = run([f"{bindir}/istioctl", "create-remote-secret", "--kubeconfig", allcfg, "--context", src.name,
+                   "--name", src.name, "--server", f"https://127.0.0.1:{src.ports['apiserver']}"]).stdout
+        return src.name, out
+
+    with concurrent.futures.ThreadPoolExecutor(3) as ex:
+        secrets = dict(ex.map(remote_secret, clusters))
+    for p in clusters:
+        if p.role != "primary":
+            continue
+        for src in clusters:
+            if src.name != p.name:
+                p.apply(secrets[src.name], server_side=False)
+    log("remote secrets created")
+
+    # A real istiod per primary, as a local process.
+    for c in clusters:
+        if c.role != "primary":
+            continue
+        make_cert(c.dir, "istiod", "istiod.istio-system.svc",
+                  sans=["DNS:istiod.istio-system.svc", "DNS:istiod.istio-system.svc.cluster.local",
+                        "DNS:istiod-remote.istio-system.svc", "DNS:localhost", "IP:127.0.0.1"])
+        idir = f"{c.dir}/istiod"
+        os.makedirs(idir, exist_ok=True)
+        env = istiod_env_from_deployment(generated[c.name][0])
+        env.update({
+            "CLUSTER_ID": c.name, "POD_NAMESPACE": SYSTEM_NS, "POD_NAME": f"istiod-testenv-{c.name}",
+            "REVISION": "default", "SERVICE_ACCOUNT": "istiod", "KUBECONFIG": c.kubeconfig,
+            "ISTIOD_CUSTOM_HOST": "localhost,127.0.0.1", "EXTERNAL_ISTIOD": "true",
+            "PILOT_CERT_PROVIDER": "istiod", "ROOT_CA_DIR": f"{idir}/cacerts",
+        })
+        procs.start(f"istiod-{c.name}", [
+            "pilot-discovery", "discovery",
+            f"--kubeconfig={c.kubeconfig}", f"--clusterID={c.name}", f"--namespace={SYSTEM_NS}",
+            f"--httpAddr=127.0.0.1:{c.ports['http']}", f"--httpsAddr=127.0.0.1:{c.ports['https']}",
+            f"--grpcAddr=127.0.0.1:{c.ports['grpc']}", f"--secureGRPCAddr=127.0.0.1:{c.ports['secureGRPC']}",
+            f"--monitoringAddr=127.0.0.1:{c.ports['monitoring']}",
+            f"--tlsCertFile={c.dir}/istiod.crt", f"--tlsKeyFile={c.dir}/istiod.key",
+            f"--caCertFile={STATE}/pki/ca.crt",
+            f"--meshConfig={idir}/mesh-not-used", f"--networksConfig={idir}/meshNetworks-not-used",
+            "--domain=cluster.local", "--keepaliveMaxServerConnectionAge=30m",
+            "--log_output_level=default:info",
+        ], env=env, cwd=idir)
+
+    # Gateways, tenants and the rest only now: the injector webhook needs a live istiod.
+    for c in clusters:
+        if c.role == "primary":
+            wait_for(f"istiod {c.name} /ready", lambda c=c: (procs.check_alive(f"istiod-{c.name}"), http_get(
+                f"http://127.0.0.1:{c.ports['http']}/ready")[0] == 200)[1], 120)
+    log("istiod ready")
+    for c in clusters:
+        c.apply(deferred[c.name])
+        if c.role == "primary":
+            c.apply(list(yaml.safe_load_all(EXPOSE_ISTIOD)))
+        c.apply(tenant_docs(c))
+    for c in clusters:
+        if c.hasGateway:
+            wait_for(f"{c.name} east-west gateway Service", lambda c=c: c.kubectl(
+                "-n", SYSTEM_NS, "get", "svc", "istio-eastwestgateway", check=False).returncode == 0, 30)
+            c.kubectl("-n", SYSTEM_NS, "patch", "svc", "istio-eastwestgateway", "--subresource=status",
+                      "--type=merge", "-p", json.dumps(
+                          {"status": {"loadBalancer": {"ingress": [{"ip": c.gatewayAddress}]}}}))
+    log("gateways and tenants applied")
+
+    for c in clusters:
+        for ns, name, replicas in WORKLOADS:
+            wait_for(f"{c.name} {ns}/{name} EndpointSlice with {replicas} ready endpoint(s)",
+                     lambda c=c, ns=ns, name=name, r=replicas: ready_endpoints(c, ns, name) >= r, 120, 0.5)
+    log("EndpointSlices present")
+    for c in clusters:
+        if c.role == "primary":
+            want = {x.name for x in clusters if x.name != c.name}
+            wait_for(f"istiod {c.name} /debug/clusterz: {sorted(want)} synced",
+                     lambda c=c, w=want: w <= synced_clusters(c), 120, 0.5)
+    log("istiod sees every remote cluster as synced")
+
+    write_all_kubeconfig(clusters, allcfg)
+    urls = {}
+    for c in clusters:
+        p = by_name[c.primary]
+        base = {"controlPlaneCluster": p.name, "role": c.role, "network": c.network,
+                "apiserver": f"https://127.0.0.1:{c.ports['apiserver']}"}
+        base.update({
+            "debug": f"http://127.0.0.1:{p.ports['monitoring']}",
+            "monitoring": f"http://127.0.0.1:{p.ports['monitoring']}",
+            "metrics": f"http://127.0.0.1:{p.ports['monitoring']}/metrics",
+            "http": f"http://127.0.0.1:{p.ports['http']}",
+            "ready": f"http://127.0.0.1:{p.ports['http']}/ready",
+            "webhook": f"https://127.0.0.1:{p.ports['https']}",
+            "xds": f"127.0.0.1:{p.ports['grpc']}",
+            "xdsSecure": f"127.0.0.1:{p.ports['secureGRPC']}",
+        })
+        urls[c.name] = base
+    with open(f"{STATE}/istiod.json", "w") as f:
+        json.dump(urls, f, indent=2)
+    with open(f"{STATE}/ready", "w") as f:
+        f.write(f"{time.time() - T0:.1f}\n")
+    log(f"up in {time.time() - T0:.1f}s")
+    print_summary()
+
+
+def write_all_kubeconfig(clusters, path):
+    write_kubeconfig(path, [(c.name, f"https://127.0.0.1:{c.ports['apiserver']}", f"{STATE}/pki/ca.crt",
+                             f"{c.dir}/admin.crt", f"{c.dir}/admin.key") for c in clusters])
+
+
+def ready_endpoints(c, ns, name):
+    j = c.get_json("-n", ns, "endpointslices", "-l", f"kubernetes.io/service-name={name}")
+    n = 0
+    for s in j["items"]:
+        for e in s.get("endpoints") or []:
+            if (e.get("conditions") or {}).get("ready"):
+                n += 1
+    return n
+
+
+def synced_clusters(c):
+    st, body = http_get(f"http://127.0.0.1:{c.ports['monitoring']}/debug/clusterz")
+    return {x["id"] for x in json.loads(body) if x.get("syncStatus") == "synced"}
+
+
+# ------------------------------------------------------------------------------------------
+# health, summary, down
+
+
+def load_state():
+    with open(f"{STATE}/up.json") as f:
+        return json.load(f)
+
+
+def healthy():
+    """True when every process of the recorded environment runs and answers."""
+    try:
+        st = load_state()
+        if not os.path.exists(f"{STATE}/ready"):
+            return False
+        for fn in os.listdir(f"{STATE}/pids"):
+            pid, _ = read_pid(f"{STATE}/pids/{fn}")
+            if not pid or not pid_alive(pid):
+                return False
+        for s in st["clusters"]:
+            c = Cluster(s, st["bin"])
+            c.ports = s["ports"]
+            if not c.readyz():
+                return False
+            if s["role"] == "primary" and http_get(f"http://127.0.0.1:{s['ports']['http']}/ready")[0] != 200:
+                return False
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def print_summary():
+    st = load_state()
+    with open(f"{STATE}/istiod.json") as f:
+        urls = json.load(f)
+    print(f"meshtop testenv: {len(st['clusters'])} clusters from {st['topology']}")
+    for s in st["clusters"]:
+        u = urls[s["name"]]
+        ctl = "" if s["role"] == "primary" else f" (control plane: {s['primary']})"
+        print(f"  {s['name']:<24} {s['role']:<8} {s['network']:<10} api {u['apiserver']}  "
+              f"istiod debug {u['debug']} ready {u['ready']}{ctl}")
+    print(f"  istiod URLs per context: {STATE}/istiod.json")
+    print(f"  logs: {STATE}/logs   stop: testenv/down")
+    print(f"export KUBECONFIG={STATE}/kubeconfig")
+
+
+def down(quiet=False):
+    n = stop_all()
+    if os.path.isdir(STATE):
+        shutil.rmtree(STATE, ignore_errors=True)
+    if not quiet:
+        log(f"stopped {n} process(es), removed {STATE}")
+
+
+def env_cmd():
+    if os.path.exists(f"{STATE}/ready") and healthy():
+        print(f"export KUBECONFIG={STATE}/kubeconfig")
+        return 0
+    print("meshtop testenv is not running (start it with testenv/up)", file=sys.stderr)
+    return 1
+
+
+def main():
+    args = sys.argv[1:]
+    if not args:
+        die("usage: testenv.py up [--topology FILE] | down | env")
+    cmd = args[0]
+    if cmd == "up":
+        topo = None
+        rest = args[1:]
+        while rest:
+            a = rest.pop(0)
+            if a == "--topology" and rest:
+                topo = rest.pop(0)
+            elif a.startswith("--topology="):
+                topo = a.split("=", 1)[1]
+            else:
+                die(f"unknown argument {a}")
+        os.makedirs(CACHE_ROOT, exist_ok=True)
+        import fcntl
+        lock = open(os.path.join(CACHE_ROOT, ".up.lock"), "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            up(topo)
+        except SystemExit:
+            raise
+        except BaseException:
+            log("up failed; leaving state for inspection (logs in %s/logs); testenv/down cleans up" % STATE)
+            raise
+    elif cmd == "down":
+        down()
+    elif cmd == "env":
+        sys.exit(env_cmd())
+    else:
+        die(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+//! Access to the local multi-cluster Istio test environment (`testenv/`).
+//!
+//! [`testenv()`] brings the environment up once per test process (or reuses one that is
+//! already running: `testenv/env` answers while it runs, and `testenv/up` itself takes a file
+//! lock, so concurrent test binaries do not race). If the binaries are not built yet, it runs
+//! `testenv/build` first, which on a fresh machine takes tens of minutes.
+//!
+//! Everything it hands out points at 127.0.0.1.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+
+/// istiod endpoints serving one context (for a remote cluster: its primary's istiod).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IstiodUrls {
+    /// Cluster id of the cluster whose istiod serves this context.
+    pub control_plane_cluster: String,
+    /// `primary` or `remote`.
+    pub role: String,
+    pub network: String,
+    /// The context's API server (https://127.0.0.1:PORT).
+    pub apiserver: String,
+    /// Base URL of the monitoring port (15014): `/debug/*`, `/metrics`, `/version`.
+    pub debug: String,
+    pub metrics: String,
+    /// Base URL of the HTTP port (8080).
+    pub http: String,
+    /// Readiness URL (`/ready` on the HTTP port).
+    pub ready: String,
+    /// Webhook port (15017), HTTPS with the testenv CA.
+    pub webhook: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    /// One kubeconfig with a context per cluster; context name = cluster id.
+    pub kubeconfig: PathBuf,
+    /// The state directory (kubeconfig, istiod.json, logs).
+    pub state_dir: PathBuf,
+    /// Context names, in topology order.
+    pub contexts: Vec<String>,
+    /// Context name -> istiod URLs.
+    pub istiod: BTreeMap<String, IstiodUrls>,
+}
+
+impl TestEnv {
+    /// Contexts of clusters that run their own istiod.
+    pub fn primaries(&self) -> Vec<String> {
+        self.contexts.iter().filter(|c| self.istiod[*c].role == "primary").cloned().collect()
+    }
+
+    /// Contexts of remote clusters (configured by another cluster's istiod).
+    pub fn remotes(&self) -> Vec<String> {
+        self.contexts.iter().filter(|c| self.istiod[*c].role == "remote").cloned().collect()
+    }
+
+    /// A kube-rs client for one context of the testenv kubeconfig.
+    pub async fn client(&self, context: &str) -> Result<kube::Client> {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let opts = kube::config::KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &opts).await?;
+        if !cfg.cluster_url.host().is_some_and(|h| h == "127.0.0.1") {
+            bail!("testenv context {context} does not point at 127.0.0.1: {}", cfg.cluster_url);
+        }
+        Ok(kube::Client::try_from(cfg)?)
+    }
+}
+
+/// The repository root (where `testenv/` lives).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+static ENV: OnceLock<TestEnv> = OnceLock::new();
+
+/// The running test environment, brought up on first use.
+pub fn testenv() -> &'static TestEnv {
+    ENV.get_or_init(|| match ensure_up() {
+        Ok(env) => env,
+        Err(e) => panic!("meshtop testenv could not be brought up: {e:#}"),
+    })
+}
+
+fn kubeconfig_from_export(out: &str) -> Option<PathBuf> {
+    out.lines().rev().find_map(|l| l.trim().strip_prefix("export KUBECONFIG=").map(PathBuf::from))
+}
+
+fn ensure_up() -> Result<TestEnv> {
+    let root = repo_root();
+    let tdir = root.join("testenv");
+    // Reuse a running environment.
+    let env_out = Command::new(tdir.join("env")).stderr(Stdio::null()).output().context("running testenv/env")?;
+    let kubeconfig = match kubeconfig_from_export(&String::from_utf8_lossy(&env_out.stdout)) {
+        Some(p) if env_out.status.success() => p,
+        _ => {
+            let have = Command::new(tdir.join("build")).arg("--print").stdout(Stdio::null()).status()?;
+            if !have.success() {
+                eprintln!("testenv: binaries missing; running testenv/build (a cold build takes tens of minutes)");
+                let st = Command::new(tdir.join("build")).stdout(Stdio::null()).status()?;
+                if !st.success() {
+                    bail!("testenv/build failed");
+                }
+            }
+            // up's progress goes to stderr (shown on failure); its summary ends with the export line.
+            let out = Command::new(tdir.join("up")).stderr(Stdio::inherit()).output().context("running testenv/up")?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() {
+                bail!("testenv/up failed ({}): {stdout}", out.status);
+            }
+            kubeconfig_from_export(&stdout).ok_or_else(|| anyhow!("testenv/up printed no export line: {stdout}"))?
+        }
+    };
+    load(&kubeconfig)
+}
+
+fn load(kubeconfig: &Path) -> Result<TestEnv> {
+    let state_dir = kubeconfig.parent().ok_or_else(|| anyhow!("kubeconfig has no parent dir"))?.to_path_buf();
+    let istiod: BTreeMap<String, IstiodUrls> = serde_json::from_slice(
+        &std::fs::read(state_dir.join("istiod.json")).context("reading istiod.json")?,
+    )?;
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let contexts: Vec<String> = kc.contexts.iter().map(|c| c.name.clone()).collect();
+    for c in &contexts {
+        if !istiod.contains_key(c) {
+            bail!("istiod.json has no entry for context {c}");
+        }
+    }
+    Ok(TestEnv { kubeconfig: kubeconfig.to_path_buf(), state_dir, contexts, istiod })
+}
+
+/// GET a URL on 127.0.0.1 (istiod debug/ready endpoints); refuses any other host.
+pub async fn get_local(url: &str) -> Result<(u16, String)> {
+    if !url.starts_with("http://127.0.0.1:") {
+        bail!("refusing to fetch a non-loopback URL: {url}");
+    }
+    let client = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(10)).build()?;
+    let resp = client.get(url).send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
+}
+
+/// Poll `f` until it returns `Some`, failing after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: std::time::Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match f().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}; last error: {last_err:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,165 @@
+//! Smoke tests of the local multi-cluster Istio test environment (`testenv/`): real
+//! kube-apiservers, controllers, kwok nodes and a real istiod per primary, on 127.0.0.1.
+//! The environment is brought up on first use (see `tests/common/testenv.rs`).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use common::testenv::{get_local, testenv, wait_for};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+const SYSTEM_NS: &str = "istio-system";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_context_lists_namespaces() -> Result<()> {
+    let env = testenv();
+    assert!(env.contexts.len() >= 2, "expected several contexts, got {:?}", env.contexts);
+    for ctx in &env.contexts {
+        let client = env.client(ctx).await?;
+        let names: BTreeSet<String> = Api::<Namespace>::all(client)
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect();
+        for want in ["default", "kube-system", SYSTEM_NS, "shop", "payments"] {
+            assert!(names.contains(want), "context {ctx}: namespace {want} missing from {names:?}");
+        }
+    }
+    Ok(())
+}
+
+/// `/debug/clusterz` rows: `[{id, secretName, syncStatus}]` (pilot/pkg/xds/debug.go).
+async fn clusterz(debug_base: &str) -> Result<Vec<serde_json::Value>> {
+    let (status, body) = get_local(&format!("{debug_base}/debug/clusterz")).await?;
+    if status != 200 {
+        bail!("clusterz answered {status}: {body}");
+    }
+    Ok(serde_json::from_str(&body)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_istiod_lists_remote_as_synced() -> Result<()> {
+    let env = testenv();
+    let remotes = env.remotes();
+    assert!(!remotes.is_empty(), "default topology has a remote cluster");
+    for remote in &remotes {
+        let primary = &env.istiod[remote].control_plane_cluster;
+        let urls = &env.istiod[primary];
+        let (st, _) = get_local(&urls.ready).await?;
+        assert_eq!(st, 200, "istiod of {primary} not ready");
+        let rows = clusterz(&urls.debug).await?;
+        let row = rows
+            .iter()
+            .find(|r| r["id"] == remote.as_str())
+            .unwrap_or_else(|| panic!("{primary} clusterz does not list {remote}: {rows:?}"));
+        assert_eq!(row["syncStatus"], "synced", "{remote} in {primary} clusterz: {row}");
+    }
+    Ok(())
+}
+
+async fn ready_endpoints(slices: &Api<EndpointSlice>, service: &str) -> Result<usize> {
+    let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+    let mut n = 0;
+    for s in slices.list(&lp).await?.items {
+        for e in s.endpoints {
+            if e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false) {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_a_deployment_changes_its_endpointslices() -> Result<()> {
+    let env = testenv();
+    // The remote cluster if there is one: its pods pass the primary's injector too.
+    let ctx = env.remotes().into_iter().next().unwrap_or_else(|| env.contexts[0].clone());
+    let client = env.client(&ctx).await?;
+    let ns = "legacy";
+    let name = "smoke-scale";
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
+    let pp = PatchParams::apply("meshtop-testenv-smoke").force();
+    let labels = json!({"app": name});
+    services
+        .patch(name, &pp, &Patch::Apply(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+        })))
+        .await?;
+    deployments
+        .patch(name, &pp, &Patch::Apply(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "app", "image": "registry.invalid/smoke:v1",
+                                                           "ports": [{"containerPort": 8080}]}]}}}
+        })))
+        .await?;
+    let deadline = Duration::from_secs(60);
+    wait_for("1 ready endpoint", deadline, || async {
+        Ok((ready_endpoints(&slices, name).await? == 1).then_some(()))
+    })
+    .await?;
+    for replicas in [3usize, 1] {
+        deployments
+            .patch_scale(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": replicas}})))
+            .await?;
+        wait_for(&format!("{replicas} ready endpoints in {ctx}"), deadline, || async {
+            Ok((ready_endpoints(&slices, name).await? == replicas).then_some(()))
+        })
+        .await?;
+    }
+    deployments.delete(name, &DeleteParams::default()).await?;
+    services.delete(name, &DeleteParams::default()).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istiod_remote_clusters_agree_with_remote_secrets() -> Result<()> {
+    let env = testenv();
+    for primary in env.primaries() {
+        let client = env.client(&primary).await?;
+        let secrets: Api<Secret> = Api::namespaced(client, SYSTEM_NS);
+        // cluster id -> secret name, from the data KEYS only (values hold credentials).
+        let mut from_secrets = BTreeMap::new();
+        for s in secrets.list(&ListParams::default().labels("istio/multiCluster=true")).await?.items {
+            let name = s.metadata.name.clone().unwrap_or_default();
+            for key in s.data.unwrap_or_default().into_keys() {
+                from_secrets.insert(key, name.clone());
+            }
+        }
+        let want: BTreeSet<String> = env.contexts.iter().filter(|c| **c != primary).cloned().collect();
+        assert_eq!(from_secrets.keys().cloned().collect::<BTreeSet<_>>(), want, "remote secret keys in {primary}");
+
+        // What `istioctl remote-clusters` shows: istiod's /debug/clusterz, minus its own cluster.
+        let rows = clusterz(&env.istiod[&primary].debug).await?;
+        let mut from_istiod = BTreeMap::new();
+        for r in &rows {
+            let id = r["id"].as_str().unwrap_or_default().to_string();
+            if id != primary {
+                // istiod keys secrets as "<namespace>/<name>".
+                let secret = r["secretName"].as_str().unwrap_or_default();
+                from_istiod.insert(id, secret.rsplit('/').next().unwrap_or_default().to_string());
+            }
+        }
+        assert_eq!(from_istiod, from_secrets, "istiod {primary} remote clusters vs remote secrets");
+        for r in &rows {
+            assert_eq!(r["syncStatus"], "synced", "{primary}: {r}");
+        }
+    }
+    Ok(())
+}
