@@ -399,7 +399,6 @@ def start_control_planes(procs, clusters, etcd_port):
             f"--service-account-private-key-file={c.dir}/sa.key",
             "--use-service-account-credentials=false",
             f"--service-cluster-ip-range={c.svcSubnet}",
-            "--concurrent-endpointslice-syncs=5",
             "--v=1",
         ])
         procs.start(f"kube-scheduler-{c.name}", [
