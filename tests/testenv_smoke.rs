@@ -70,7 +70,7 @@ async fn ready_endpoints(slices: &Api<EndpointSlice>, service: &str) -> Result<u
     let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
     let mut n = 0;
     for s in slices.list(&lp).await?.items {
-        for e in s.endpoints {
+        for e in s.endpoints.into_iter().flatten() {
             if e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false) {
                 n += 1;
             }
