@@ -310,6 +310,8 @@ class Cluster:
         return run([f"{self.bin}/kubectl", "--kubeconfig", self.kubeconfig, *args], input=input, check=check)
 
     def apply(self, docs, server_side=True):
+        if not docs:
+            return None
         text = yaml.safe_dump_all(docs, sort_keys=False) if not isinstance(docs, str) else docs
         args = ["apply", "-f", "-"]
         if server_side:
@@ -642,7 +644,8 @@ def up(topology_arg):
 
     crds = f"{os.path.dirname(bindir)}/istio/crd-all.gen.yaml"
     deferred = {}
-    for c in clusters:
+
+    def apply_base(c):
         docs, ew = generated[c.name]
         webhook_port = by_name[c.primary].ports["https"]
         docs = rewrite_webhooks(docs, webhook_port)
@@ -659,6 +662,9 @@ def up(topology_arg):
         c.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         c.apply(first)
         deferred[c.name] = later
+
+    with concurrent.futures.ThreadPoolExecutor(len(clusters)) as ex:
+        list(ex.map(apply_base, clusters))
     log("Istio base manifests applied")
 
     # Remote secrets by the real istioctl, against the testenv API servers: every primary
@@ -716,11 +722,14 @@ def up(topology_arg):
             wait_for(f"istiod {c.name} /ready", lambda c=c: (procs.check_alive(f"istiod-{c.name}"), http_get(
                 f"http://127.0.0.1:{c.ports['http']}/ready")[0] == 200)[1], 120)
     log("istiod ready")
-    for c in clusters:
+    def apply_rest(c):
         c.apply(deferred[c.name])
         if c.role == "primary":
             c.apply(list(yaml.safe_load_all(EXPOSE_ISTIOD)))
         c.apply(tenant_docs(c))
+
+    with concurrent.futures.ThreadPoolExecutor(len(clusters)) as ex:
+        list(ex.map(apply_rest, clusters))
     for c in clusters:
         if c.hasGateway:
             wait_for(f"{c.name} east-west gateway Service", lambda c=c: c.kubectl(
