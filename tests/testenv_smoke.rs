@@ -163,3 +163,29 @@ async fn istiod_remote_clusters_agree_with_remote_secrets() -> Result<()> {
     }
     Ok(())
 }
+
+/// The network rule: testenv components listen on and talk to 127.0.0.0/8 only. A snapshot of
+/// every TCP socket of every process `up` started (after the other checks made them busy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testenv_processes_use_loopback_only() -> Result<()> {
+    let env = testenv();
+    // Make some traffic first: API calls and an istiod debug call.
+    for ctx in &env.contexts {
+        Api::<Namespace>::all(env.client(ctx).await?).list(&ListParams::default()).await?;
+    }
+    for p in env.primaries() {
+        clusterz(&env.istiod[&p].debug).await?;
+    }
+    let sockets = env.tcp_sockets()?;
+    assert!(sockets.iter().any(|s| s.state == "0A"), "found no listening socket of testenv processes");
+    assert!(sockets.iter().any(|s| s.state == "01"), "found no connection of testenv processes");
+    let bad: Vec<_> = sockets
+        .iter()
+        .filter(|s| {
+            !common::testenv::is_loopback(s.local.ip())
+                || (s.state != "0A" && !common::testenv::is_loopback(s.remote.ip()))
+        })
+        .collect();
+    assert!(bad.is_empty(), "sockets outside 127.0.0.0/8: {bad:#?}");
+    Ok(())
+}

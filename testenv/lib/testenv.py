@@ -598,7 +598,7 @@ def up(topology_arg):
     for c in clusters:
         c.ports = {"apiserver": free_port(), "kwok": free_port()}
         if c.role == "primary":
-            c.ports.update({k: free_port() for k in ("http", "https", "grpc", "secureGRPC", "monitoring")})
+            c.ports.update({k: free_port() for k in ("http", "https", "grpc", "secureGRPC", "monitoring", "ctrlz")})
     by_name = {c.name: c for c in clusters}
     for c in clusters:
         c.primary_gateway = by_name[c.primary].gatewayAddress
@@ -712,7 +712,8 @@ def up(topology_arg):
             f"--tlsCertFile={c.dir}/istiod.crt", f"--tlsKeyFile={c.dir}/istiod.key",
             f"--caCertFile={STATE}/pki/ca.crt",
             f"--meshConfig={idir}/mesh-not-used", f"--networksConfig={idir}/meshNetworks-not-used",
-            "--domain=cluster.local", "--keepaliveMaxServerConnectionAge=30m",
+            f"--ctrlz_address=127.0.0.1", f"--ctrlz_port={c.ports['ctrlz']}",
+            "--domain=cluster.local", "--keepaliveMaxServerConnectionAge=30m", "--shutdownDuration=1s",
             "--log_output_level=default:info",
         ], env=env, cwd=idir)
 
@@ -732,11 +733,9 @@ def up(topology_arg):
         list(ex.map(apply_rest, clusters))
     for c in clusters:
         if c.hasGateway:
-            wait_for(f"{c.name} east-west gateway Service", lambda c=c: c.kubectl(
-                "-n", SYSTEM_NS, "get", "svc", "istio-eastwestgateway", check=False).returncode == 0, 30)
-            c.kubectl("-n", SYSTEM_NS, "patch", "svc", "istio-eastwestgateway", "--subresource=status",
-                      "--type=merge", "-p", json.dumps(
-                          {"status": {"loadBalancer": {"ingress": [{"ip": c.gatewayAddress}]}}}))
+            set_lb_address(c, "istio-eastwestgateway", c.gatewayAddress)
+        if c.role == "primary":
+            set_lb_address(c, "istio-ingressgateway", GATEWAY_ADDR_PREFIX + str(100 + c.index))
     log("gateways and tenants applied")
 
     for c in clusters:
@@ -774,6 +773,14 @@ def up(topology_arg):
         f.write(f"{time.time() - T0:.1f}\n")
     log(f"up in {time.time() - T0:.1f}s")
     print_summary()
+
+
+def set_lb_address(c, svc, ip):
+    """What a cloud load-balancer controller would do: publish an address in the status."""
+    wait_for(f"{c.name} Service {svc}", lambda: c.kubectl("-n", SYSTEM_NS, "get", "svc", svc,
+                                                          check=False).returncode == 0, 30)
+    c.kubectl("-n", SYSTEM_NS, "patch", "svc", svc, "--subresource=status", "--type=merge", "-p",
+              json.dumps({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}))
 
 
 def write_all_kubeconfig(clusters, path):

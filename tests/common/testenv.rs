@@ -166,3 +166,79 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
+
+/// One TCP socket held by a process that `testenv/up` started.
+#[derive(Debug, Clone)]
+pub struct TcpSocket {
+    pub process: String,
+    pub pid: u32,
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
+    /// Kernel state number (0A = LISTEN, 01 = ESTABLISHED, ...), as in /proc/net/tcp.
+    pub state: String,
+}
+
+fn parse_proc_addr(s: &str) -> Option<std::net::SocketAddr> {
+    let (ip, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip: std::net::IpAddr = match ip.len() {
+        8 => std::net::Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.swap_bytes()).into(),
+        32 => {
+            let mut b = [0u8; 16];
+            for w in 0..4 {
+                let word = u32::from_str_radix(&ip[w * 8..w * 8 + 8], 16).ok()?.swap_bytes();
+                b[w * 4..w * 4 + 4].copy_from_slice(&word.to_be_bytes());
+            }
+            std::net::Ipv6Addr::from(b).into()
+        }
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
+/// Whether an address is on loopback (127.0.0.0/8, ::1, or IPv4-mapped 127.x).
+pub fn is_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    }
+}
+
+impl TestEnv {
+    /// Every TCP socket (listening or connected) of every process `up` started (pid files in
+    /// the state dir), read from /proc. Linux only.
+    pub fn tcp_sockets(&self) -> Result<Vec<TcpSocket>> {
+        let mut inode_owner = BTreeMap::new();
+        for entry in std::fs::read_dir(self.state_dir.join("pids"))? {
+            let entry = entry?;
+            let text = std::fs::read_to_string(entry.path())?;
+            let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else { continue };
+            let name = entry.file_name().to_string_lossy().trim_end_matches(".pid").to_string();
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+            for fd in fds.flatten() {
+                if let Ok(target) = std::fs::read_link(fd.path()) {
+                    let t = target.to_string_lossy();
+                    if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                        inode_owner.insert(inode.to_string(), (name.clone(), pid));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let Ok(text) = std::fs::read_to_string(table) else { continue };
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() < 10 {
+                    continue;
+                }
+                if let Some((process, pid)) = inode_owner.get(f[9]) {
+                    if let (Some(local), Some(remote)) = (parse_proc_addr(f[1]), parse_proc_addr(f[2])) {
+                        out.push(TcpSocket { process: process.clone(), pid: *pid, local, remote, state: f[3].to_string() });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
