@@ -283,7 +283,9 @@ def stop_all():
                 os.kill(pid, signal.SIGTERM)
             except OSError:
                 pass
-        deadline = time.time() + 15
+        # Components get a short grace period (istiod and kube-apiserver otherwise drain
+        # watches for tens of seconds); the state is thrown away anyway.
+        deadline = time.time() + 3
         while time.time() < deadline and any(pid_alive(p) for _, p in gv):
             time.sleep(0.1)
         for _, pid in gv:
