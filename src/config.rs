@@ -27,7 +27,9 @@ impl FileConfig {
     /// A missing file is an empty config; a broken one is an error that names the file.
     pub fn load(path: &Path) -> Result<FileConfig> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("{} is not valid", path.display())),
+            Ok(text) => {
+                toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -71,7 +73,10 @@ pub fn settings(cli: &Cli, no_color: bool) -> Result<Settings> {
                     themes.len() - 1
                 } else {
                     let names: Vec<&str> = themes.iter().map(|t| t.name.as_str()).collect();
-                    bail!("unknown theme {w:?}: choose one of {} or give a .toml path", names.join(", "));
+                    bail!(
+                        "unknown theme {w:?}: choose one of {} or give a .toml path",
+                        names.join(", ")
+                    );
                 }
             }
         },
@@ -105,6 +110,9 @@ mod tests {
         let ok = FileConfig::load(&path).unwrap();
         assert_eq!(ok.theme.as_deref(), Some("light"));
         assert!(ok.read_only);
-        assert_eq!(FileConfig::load(&dir.join("missing.toml")).unwrap(), FileConfig::default());
+        assert_eq!(
+            FileConfig::load(&dir.join("missing.toml")).unwrap(),
+            FileConfig::default()
+        );
     }
 }

@@ -41,7 +41,10 @@ pub fn diff(old: &Topology, new: &Topology, at: u64) -> Vec<LogEntry> {
     };
     for c in new.clusters() {
         let Some(o) = old.cluster(&c.name) else {
-            log(Severity::Info, format!("{}: discovered ({})", c.name, c.role.label()));
+            log(
+                Severity::Info,
+                format!("{}: discovered ({})", c.name, c.role.label()),
+            );
             continue;
         };
         if o.status != c.status {
@@ -78,7 +81,10 @@ pub fn diff(old: &Topology, new: &Topology, at: u64) -> Vec<LogEntry> {
                 if og.address != g.address {
                     match &g.address {
                         Some(a) => log(Severity::Info, format!("gateway {}: address {a}", g.id)),
-                        None => log(Severity::Error, format!("gateway {}: lost its address", g.id)),
+                        None => log(
+                            Severity::Error,
+                            format!("gateway {}: lost its address", g.id),
+                        ),
                     }
                 } else if og.ready_pods != g.ready_pods {
                     log(
@@ -117,7 +123,7 @@ pub fn diff(old: &Topology, new: &Topology, at: u64) -> Vec<LogEntry> {
             let per_cluster = |svc: &crate::topology::model::Service| {
                 let mut m: BTreeMap<String, (u32, u32)> = BTreeMap::new();
                 for e in &svc.endpoints {
-                    let v = m.entry(e.cluster.clone()).or_default();
+                    let v = m.entry(e.cluster.to_string()).or_default();
                     v.0 += e.ready;
                     v.1 += e.ready + e.not_ready;
                 }

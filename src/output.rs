@@ -50,7 +50,9 @@ pub fn table(topology: &Topology) -> String {
                         cp.version.as_deref().unwrap_or("?"),
                         cp.ready_replicas,
                         cp.replicas,
-                        cp.connected_proxies.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+                        cp.connected_proxies
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| "?".into())
                     );
                 }
                 for g in &c.gateways {

@@ -55,9 +55,15 @@ fn roles_and_cluster_ids_come_from_istio_objects_not_context_names() {
     let remote = t.cluster("remote").unwrap();
     assert_eq!(remote.role, ClusterRole::Remote);
     assert_eq!(remote.cluster_id, "cluster-b", "read from the injector URL");
-    assert_eq!(remote.served_by, vec!["primary/istio-system/istiod".to_string()]);
+    assert_eq!(
+        remote.served_by,
+        vec!["primary/istio-system/istiod".to_string()]
+    );
     let wiring = remote.wiring.as_ref().unwrap();
-    assert_eq!(wiring.istiod_address.as_deref(), Some("ew.cluster-a.example"));
+    assert_eq!(
+        wiring.istiod_address.as_deref(),
+        Some("ew.cluster-a.example")
+    );
     assert_eq!(wiring.control_plane_clusters, vec!["cluster-a".to_string()]);
 }
 
@@ -77,7 +83,12 @@ fn networks_group_clusters_by_the_system_namespace_label() {
     let nets: Vec<(String, Vec<String>)> = t.meshes[0]
         .networks
         .iter()
-        .map(|n| (n.name.clone(), n.clusters.iter().map(|c| c.name.clone()).collect()))
+        .map(|n| {
+            (
+                n.name.clone(),
+                n.clusters.iter().map(|c| c.name.clone()).collect(),
+            )
+        })
         .collect();
     assert_eq!(
         nets,
@@ -91,15 +102,24 @@ fn networks_group_clusters_by_the_system_namespace_label() {
 #[test]
 fn same_name_and_namespace_merge_into_one_service() {
     let t = topology();
-    let api = t.meshes[0].service("payments", "api").expect("merged service");
-    let clusters: Vec<&str> = api.endpoints.iter().map(|e| e.cluster.as_str()).collect();
+    let api = t.meshes[0]
+        .service("payments", "api")
+        .expect("merged service");
+    let clusters: Vec<&str> = api.endpoints.iter().map(|e| &*e.cluster).collect();
     assert_eq!(clusters, vec!["primary", "remote", "west"]);
     assert_eq!(api.ready(), 4);
     assert_eq!(api.total(), 5);
-    let remote = api.endpoints.iter().find(|e| e.cluster == "remote").unwrap();
+    let remote = api
+        .endpoints
+        .iter()
+        .find(|e| &*e.cluster == "remote")
+        .unwrap();
     assert_eq!((remote.ready, remote.not_ready), (1, 1));
-    assert_eq!(remote.locality, "region-1/zone-b", "locality from the node labels");
-    assert_eq!(remote.network, "network-1");
+    assert_eq!(
+        &*remote.locality, "region-1/zone-b",
+        "locality from the node labels"
+    );
+    assert_eq!(&*remote.network, "network-1");
 }
 
 #[test]
@@ -122,7 +142,11 @@ fn a_gateway_without_address_makes_its_network_unreachable() {
     assert!(primary_gw.healthy);
     assert!(primary_gw.exposes_istiod);
     let mesh = &t.meshes[0];
-    let net2 = mesh.networks.iter().find(|n| n.name == "network-2").unwrap();
+    let net2 = mesh
+        .networks
+        .iter()
+        .find(|n| n.name == "network-2")
+        .unwrap();
     assert!(!net2.reachable);
     let finding = mesh
         .findings
@@ -130,19 +154,31 @@ fn a_gateway_without_address_makes_its_network_unreachable() {
         .find(|f| f.node == NodeId::network("mesh1", "network-2"))
         .expect("unreachable network is a finding");
     assert_eq!(finding.severity, Severity::Error);
-    assert!(finding.message.contains("has no address"), "{}", finding.message);
-    let stranded = mesh
-        .findings
-        .iter()
-        .any(|f| f.node == NodeId::mesh_service("mesh1", "payments", "api") && f.message.contains("unhealthy"));
-    assert!(stranded, "service with endpoints behind the broken gateway is flagged");
+    assert!(
+        finding.message.contains("has no address"),
+        "{}",
+        finding.message
+    );
+    let stranded = mesh.findings.iter().any(|f| {
+        f.node == NodeId::mesh_service("mesh1", "payments", "api")
+            && f.message.contains("unhealthy")
+    });
+    assert!(
+        stranded,
+        "service with endpoints behind the broken gateway is flagged"
+    );
 }
 
 #[test]
 fn remote_clusters_come_from_secret_keys_without_their_values() {
     let store = load("primary-remote", &["primary", "remote", "west"]);
     let secret = store.clusters[0].secrets.values().next().unwrap();
-    assert!(secret.data.as_ref().unwrap().values().all(|v| v.0.is_empty()));
+    assert!(secret
+        .data
+        .as_ref()
+        .unwrap()
+        .values()
+        .all(|v| v.0.is_empty()));
     let t = derive(&store);
     let cp = t.control_plane("primary/istio-system/istiod").unwrap();
     assert_eq!(cp.remote_clusters.len(), 1);
@@ -156,12 +192,17 @@ fn remote_clusters_come_from_secret_keys_without_their_values() {
 fn injection_that_differs_between_clusters_is_a_tenant_finding() {
     let t = topology();
     let tenant = t.meshes[0].tenant("payments").unwrap();
-    let injections: Vec<&str> = tenant.clusters.iter().map(|c| c.injection.as_str()).collect();
+    let injections: Vec<&str> = tenant
+        .clusters
+        .iter()
+        .map(|c| c.injection.as_str())
+        .collect();
     assert_eq!(injections, vec!["enabled", "enabled", "rev:canary"]);
     assert!(t.meshes[0]
         .findings
         .iter()
-        .any(|f| f.node == NodeId::tenant("mesh1", "payments") && f.message.contains("injection differs")));
+        .any(|f| f.node == NodeId::tenant("mesh1", "payments")
+            && f.message.contains("injection differs")));
 }
 
 #[test]
@@ -192,9 +233,9 @@ fn a_malformed_mesh_config_is_reported_and_nothing_else_is_lost() {
         .insert("mesh".into(), "defaultConfig: [unclosed".into());
     west.apply(KubeObject::ConfigMap(cm));
     let t = derive(&store);
-    assert!(t
-        .findings_for(&NodeId::cluster("west"))
-        .any(|f| f.severity == Severity::Error && f.message.contains("ConfigMap istio-system/istio")));
+    assert!(t.findings_for(&NodeId::cluster("west")).any(
+        |f| f.severity == Severity::Error && f.message.contains("ConfigMap istio-system/istio")
+    ));
     // Its services are still there.
     assert!(t.cluster("west").unwrap().endpoints_total > 0);
 }
@@ -213,7 +254,11 @@ fn a_failed_connection_is_shown_per_cluster() {
     let west = t.cluster("west").unwrap();
     assert_eq!(west.status, Health::Down);
     assert_eq!(west.error.as_deref(), Some("403 Forbidden"));
-    assert_eq!(t.cluster("primary").unwrap().error, None, "others unaffected");
+    assert_eq!(
+        t.cluster("primary").unwrap().error,
+        None,
+        "others unaffected"
+    );
 }
 
 #[test]
@@ -224,9 +269,19 @@ fn incremental_derivation_equals_a_fresh_one() {
     let remote = store.cluster_mut("remote");
     let key = ("payments".to_string(), "api-def".to_string());
     let mut slice = remote.endpoint_slices.get(&key).unwrap().clone();
-    slice.endpoints.as_mut().unwrap()[1].conditions.as_mut().unwrap().ready = Some(true);
+    slice.endpoints.as_mut().unwrap()[1]
+        .conditions
+        .as_mut()
+        .unwrap()
+        .ready = Some(true);
     remote.apply(KubeObject::EndpointSlice(slice));
     let incremental = deriver.derive(&store);
     assert_eq!(incremental, derive(&store));
-    assert_eq!(incremental.meshes[0].service("payments", "api").unwrap().ready(), 5);
+    assert_eq!(
+        incremental.meshes[0]
+            .service("payments", "api")
+            .unwrap()
+            .ready(),
+        5
+    );
 }

@@ -17,7 +17,16 @@ impl Tmux {
             session: id,
         };
         let status = Command::new("tmux")
-            .args(["-L", &t.socket, "-f", "/dev/null", "new-session", "-d", "-s", &t.session])
+            .args([
+                "-L",
+                &t.socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                &t.session,
+            ])
             .args(["-x", &width.to_string(), "-y", &height.to_string()])
             .arg(command)
             .env("TERM", "xterm-256color")
@@ -29,7 +38,14 @@ impl Tmux {
 
     fn capture(&self) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-t", &self.session])
+            .args([
+                "-L",
+                &self.socket,
+                "capture-pane",
+                "-p",
+                "-t",
+                &self.session,
+            ])
             .output()
             .expect("tmux capture-pane");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -121,7 +137,10 @@ fn navigate_filter_help_fail_over_undo_and_quit() {
     tmux.wait_text("Apply this plan?");
     tmux.keys(&["y"]);
     let done = tmux.wait_text("Failover complete");
-    assert!(done.contains("west-1/istio-system/istiod now serves east-2"), "{done}");
+    assert!(
+        done.contains("west-1/istio-system/istiod now serves east-2"),
+        "{done}"
+    );
     tmux.keys(&["Escape"]);
     tmux.wait_text("east-2 remote ← west-1");
 
@@ -137,15 +156,25 @@ fn navigate_filter_help_fail_over_undo_and_quit() {
     tmux.keys(&["q"]);
     let screen = tmux.wait_text("MESHTOP-EXIT:");
     assert!(screen.contains("MESHTOP-EXIT:0"), "{screen}");
-    assert!(!screen.contains("mesh-alpha"), "alternate screen left: {screen}");
+    assert!(
+        !screen.contains("mesh-alpha"),
+        "alternate screen left: {screen}"
+    );
 
     let log = std::fs::read_to_string(&audit).expect("audit log written");
     let events: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
-    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(kinds, vec!["start", "verified", "start", "verified"], "{log}");
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["start", "verified", "start", "verified"],
+        "{log}"
+    );
     assert!(events[2]["plan"].as_str().unwrap().starts_with("undo:"));
 }
 
@@ -172,7 +201,10 @@ fn read_only_shows_the_plan_but_cannot_apply_it() {
 
 #[test]
 fn resizing_to_a_tiny_terminal_and_back_never_breaks() {
-    let command = format!("{} --demo --seed 2; sleep 30", env!("CARGO_BIN_EXE_meshtop"));
+    let command = format!(
+        "{} --demo --seed 2; sleep 30",
+        env!("CARGO_BIN_EXE_meshtop")
+    );
     let tmux = Tmux::start(&command, 120, 40);
     tmux.wait_text("mesh-alpha");
     let resize = |w: u16, h: u16| {

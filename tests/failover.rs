@@ -18,15 +18,26 @@ fn repointing_a_remote_plans_service_webhook_annotation_and_restarts() {
     let sim = sim();
     let t = derive(sim.world());
     let subject = Subject::Cluster("east-2".into());
-    assert_eq!(targets(&t, &subject)[0], "west-1/istio-system/istiod", "synced standby first");
+    assert_eq!(
+        targets(&t, &subject)[0],
+        "west-1/istio-system/istiod",
+        "synced standby first"
+    );
     let p = plan(&t, &subject, None).unwrap();
     assert_eq!(p.kind, PlanKind::RepointRemote);
     assert_eq!(p.from, "east-1/istio-system/istiod");
     let svc = &p.changes[0];
-    assert_eq!((svc.kind.as_str(), svc.name.as_str()), ("Service", "istiod"));
+    assert_eq!(
+        (svc.kind.as_str(), svc.name.as_str()),
+        ("Service", "istiod")
+    );
     assert!(matches!(&svc.op, Op::Set { path, to: Some(to), .. }
         if path == "/spec/externalName" && to == "eastwest.west-1.mesh.example"));
-    let hooks = p.changes.iter().filter(|c| c.kind == "MutatingWebhookConfiguration").count();
+    let hooks = p
+        .changes
+        .iter()
+        .filter(|c| c.kind == "MutatingWebhookConfiguration")
+        .count();
     assert_eq!(hooks, 2, "every injector webhook with a URL");
     assert!(p.changes.iter().any(|c| c.kind == "Namespace"
         && matches!(&c.op, Op::Set { to: Some(to), .. } if to == "west-1")));
@@ -40,11 +51,25 @@ fn a_target_without_the_remote_secret_fails_preflight() {
     let sim = sim();
     let t = derive(sim.world());
     // west-2 is served by the external istiod; east-1 holds no remote secret for it.
-    let p = plan(&t, &Subject::Cluster("west-2".into()), Some("east-1/istio-system/istiod")).unwrap();
+    let p = plan(
+        &t,
+        &Subject::Cluster("west-2".into()),
+        Some("east-1/istio-system/istiod"),
+    )
+    .unwrap();
     let checks = preflight(&t, &p, false);
-    let synced = checks.iter().find(|c| c.name == "target synced with cluster").unwrap();
+    let synced = checks
+        .iter()
+        .find(|c| c.name == "target synced with cluster")
+        .unwrap();
     assert_eq!(synced.verdict, Verdict::Fail);
-    assert!(synced.reason.contains("client claims to be in cluster west-2"), "{}", synced.reason);
+    assert!(
+        synced
+            .reason
+            .contains("client claims to be in cluster west-2"),
+        "{}",
+        synced.reason
+    );
     assert!(blocking(&checks));
 }
 
@@ -54,7 +79,9 @@ fn read_only_blocks_every_plan() {
     let t = derive(sim.world());
     let p = plan(&t, &Subject::Cluster("east-2".into()), None).unwrap();
     let checks = preflight(&t, &p, true);
-    assert!(checks.iter().any(|c| c.name == "writes allowed" && c.verdict == Verdict::Fail));
+    assert!(checks
+        .iter()
+        .any(|c| c.name == "writes allowed" && c.verdict == Verdict::Fail));
 }
 
 #[test]
@@ -68,10 +95,16 @@ fn applying_moves_the_cluster_and_undo_restores_every_object() {
         sim.write(change).unwrap();
     }
     let after = derive(sim.world());
-    assert_eq!(after.cluster("east-2").unwrap().served_by, vec![p.to.clone()]);
+    assert_eq!(
+        after.cluster("east-2").unwrap().served_by,
+        vec![p.to.clone()]
+    );
     let msg = verify(&after, &p).expect("verified");
     assert!(msg.contains("proxies connected"), "{msg}");
-    assert!(verify(&before, &p).is_err(), "verification fails when nothing moved");
+    assert!(
+        verify(&before, &p).is_err(),
+        "verification fails when nothing moved"
+    );
 
     let undo = p.inverse();
     assert!(!blocking(&preflight(&after, &undo, false)));
@@ -79,7 +112,10 @@ fn applying_moves_the_cluster_and_undo_restores_every_object() {
         sim.write(change).unwrap();
     }
     let restored = derive(sim.world());
-    assert_eq!(restored.cluster("east-2").unwrap().served_by, vec![p.from.clone()]);
+    assert_eq!(
+        restored.cluster("east-2").unwrap().served_by,
+        vec![p.from.clone()]
+    );
     let now = &sim.world().clusters[1];
     assert_eq!(now.services, objects_before.services);
     assert_eq!(now.namespaces, objects_before.namespaces);
@@ -101,7 +137,12 @@ fn a_change_made_meanwhile_by_someone_else_fails_the_step() {
 fn switching_revision_relabels_namespaces_of_a_primary() {
     let mut sim = sim();
     let t = derive(sim.world());
-    let p = plan(&t, &Subject::ControlPlane("east-1/istio-system/istiod-canary".into()), None).unwrap();
+    let p = plan(
+        &t,
+        &Subject::ControlPlane("east-1/istio-system/istiod-canary".into()),
+        None,
+    )
+    .unwrap();
     assert_eq!(p.kind, PlanKind::SwitchRevision);
     assert_eq!(p.to, "east-1/istio-system/istiod");
     // checkout (istio.io/rev=canary) moves to the default revision.

@@ -125,7 +125,10 @@ fn filter_keeps_matches_and_their_ancestors() {
     let text = screen(&mut app, 120, 30);
     assert!(text.contains("fraud-check"));
     assert!(!text.contains("ledger"), "non-matching services are hidden");
-    assert!(text.contains("Service payments/fraud-check"), "cursor lands on the first match");
+    assert!(
+        text.contains("Service payments/fraud-check"),
+        "cursor lands on the first match"
+    );
 }
 
 #[test]
@@ -150,7 +153,10 @@ fn light_theme_renders_the_same_content() {
     select(&mut light, "svc:east-1/payments/api");
     // Everything but the header line (which names the theme) is identical.
     let body = |s: String| s.lines().skip(1).map(str::to_string).collect::<Vec<_>>();
-    assert_eq!(body(screen(&mut dark, 140, 40)), body(screen(&mut light, 140, 40)));
+    assert_eq!(
+        body(screen(&mut dark, 140, 40)),
+        body(screen(&mut light, 140, 40))
+    );
 }
 
 #[test]

@@ -86,26 +86,146 @@ pub struct Binding {
 use Key::*;
 
 pub const KEYMAP: &[Binding] = &[
-    Binding { keys: &[Code(KeyCode::Up), Char('k')], action: Action::Up, help: "move up", hint: None, scope: Scope::Main },
-    Binding { keys: &[Code(KeyCode::Down), Char('j')], action: Action::Down, help: "move down", hint: None, scope: Scope::Main },
-    Binding { keys: &[Code(KeyCode::Left), Char('h')], action: Action::Collapse, help: "collapse / go to parent", hint: None, scope: Scope::Main },
-    Binding { keys: &[Code(KeyCode::Right), Char('l')], action: Action::Expand, help: "expand", hint: None, scope: Scope::Main },
-    Binding { keys: &[Code(KeyCode::Enter), Char(' ')], action: Action::Toggle, help: "expand / collapse", hint: None, scope: Scope::Main },
-    Binding { keys: &[Code(KeyCode::PageUp)], action: Action::PageUp, help: "page up", hint: None, scope: Scope::Main },
-    Binding { keys: &[Code(KeyCode::PageDown)], action: Action::PageDown, help: "page down", hint: None, scope: Scope::Main },
-    Binding { keys: &[Code(KeyCode::Home), Char('g')], action: Action::First, help: "first node", hint: None, scope: Scope::Main },
-    Binding { keys: &[Code(KeyCode::End), Char('G')], action: Action::Last, help: "last node", hint: None, scope: Scope::Main },
-    Binding { keys: &[Char('/')], action: Action::Filter, help: "filter the tree by name (Enter keeps, Esc clears)", hint: Some("filter"), scope: Scope::Main },
-    Binding { keys: &[Code(KeyCode::Esc)], action: Action::Escape, help: "clear filter / close", hint: None, scope: Scope::Main },
-    Binding { keys: &[Char('f')], action: Action::Failover, help: "fail over the selected cluster or control plane", hint: Some("failover"), scope: Scope::Main },
-    Binding { keys: &[Char('u')], action: Action::Undo, help: "undo the last failover", hint: Some("undo"), scope: Scope::Main },
-    Binding { keys: &[Char('t')], action: Action::Theme, help: "next colour theme", hint: Some("theme"), scope: Scope::Main },
-    Binding { keys: &[Char('?')], action: Action::Help, help: "this help", hint: Some("help"), scope: Scope::Main },
-    Binding { keys: &[Char('q'), Ctrl('c')], action: Action::Quit, help: "quit", hint: Some("quit"), scope: Scope::Main },
-    Binding { keys: &[Char('y'), Code(KeyCode::Enter)], action: Action::Confirm, help: "apply the plan", hint: Some("apply"), scope: Scope::Failover },
-    Binding { keys: &[Code(KeyCode::Tab)], action: Action::NextTarget, help: "next target control plane", hint: Some("target"), scope: Scope::Failover },
-    Binding { keys: &[Code(KeyCode::Esc), Char('n')], action: Action::Escape, help: "cancel / close", hint: Some("close"), scope: Scope::Failover },
-    Binding { keys: &[Ctrl('c')], action: Action::Quit, help: "quit", hint: None, scope: Scope::Failover },
+    Binding {
+        keys: &[Code(KeyCode::Up), Char('k')],
+        action: Action::Up,
+        help: "move up",
+        hint: None,
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Down), Char('j')],
+        action: Action::Down,
+        help: "move down",
+        hint: None,
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Left), Char('h')],
+        action: Action::Collapse,
+        help: "collapse / go to parent",
+        hint: None,
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Right), Char('l')],
+        action: Action::Expand,
+        help: "expand",
+        hint: None,
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Enter), Char(' ')],
+        action: Action::Toggle,
+        help: "expand / collapse",
+        hint: None,
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Code(KeyCode::PageUp)],
+        action: Action::PageUp,
+        help: "page up",
+        hint: None,
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Code(KeyCode::PageDown)],
+        action: Action::PageDown,
+        help: "page down",
+        hint: None,
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Home), Char('g')],
+        action: Action::First,
+        help: "first node",
+        hint: None,
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Code(KeyCode::End), Char('G')],
+        action: Action::Last,
+        help: "last node",
+        hint: None,
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Char('/')],
+        action: Action::Filter,
+        help: "filter the tree by name (Enter keeps, Esc clears)",
+        hint: Some("filter"),
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Esc)],
+        action: Action::Escape,
+        help: "clear filter / close",
+        hint: None,
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Char('f')],
+        action: Action::Failover,
+        help: "fail over the selected cluster or control plane",
+        hint: Some("failover"),
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Char('u')],
+        action: Action::Undo,
+        help: "undo the last failover",
+        hint: Some("undo"),
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Char('t')],
+        action: Action::Theme,
+        help: "next colour theme",
+        hint: Some("theme"),
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Char('?')],
+        action: Action::Help,
+        help: "this help",
+        hint: Some("help"),
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Char('q'), Ctrl('c')],
+        action: Action::Quit,
+        help: "quit",
+        hint: Some("quit"),
+        scope: Scope::Main,
+    },
+    Binding {
+        keys: &[Char('y'), Code(KeyCode::Enter)],
+        action: Action::Confirm,
+        help: "apply the plan",
+        hint: Some("apply"),
+        scope: Scope::Failover,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Tab)],
+        action: Action::NextTarget,
+        help: "next target control plane",
+        hint: Some("target"),
+        scope: Scope::Failover,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Esc), Char('n')],
+        action: Action::Escape,
+        help: "cancel / close",
+        hint: Some("close"),
+        scope: Scope::Failover,
+    },
+    Binding {
+        keys: &[Ctrl('c')],
+        action: Action::Quit,
+        help: "quit",
+        hint: None,
+        scope: Scope::Failover,
+    },
 ];
 
 pub fn action_for(scope: Scope, event: &KeyEvent) -> Option<Action> {
@@ -143,7 +263,10 @@ mod tests {
         let key = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
         assert_eq!(action_for(Scope::Main, &key('j')), Some(Action::Down));
         assert_eq!(action_for(Scope::Main, &key('q')), Some(Action::Quit));
-        assert_eq!(action_for(Scope::Failover, &key('y')), Some(Action::Confirm));
+        assert_eq!(
+            action_for(Scope::Failover, &key('y')),
+            Some(Action::Confirm)
+        );
         assert_eq!(action_for(Scope::Failover, &key('j')), None);
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert_eq!(action_for(Scope::Main, &ctrl_c), Some(Action::Quit));

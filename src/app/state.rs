@@ -86,7 +86,12 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(themes: Vec<Theme>, theme_index: usize, source_label: String, read_only: bool) -> App {
+    pub fn new(
+        themes: Vec<Theme>,
+        theme_index: usize,
+        source_label: String,
+        read_only: bool,
+    ) -> App {
         let themes = if themes.is_empty() {
             vec![Theme::dark()]
         } else {

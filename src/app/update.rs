@@ -43,9 +43,12 @@ impl App {
             }
         }
         let selected = self.tree_state.selected().to_vec();
-        let still_there = tree::path_to(&self.tree_items, selected.last().map(String::as_str).unwrap_or(""))
-            .filter(|path| *path == selected)
-            .is_some();
+        let still_there = tree::path_to(
+            &self.tree_items,
+            selected.last().map(String::as_str).unwrap_or(""),
+        )
+        .filter(|path| *path == selected)
+        .is_some();
         if !still_there {
             let path = self.relocate(&selected);
             for i in 1..path.len() {
@@ -59,12 +62,20 @@ impl App {
     /// cluster re-parented under its new control plane), else the nearest ancestor left.
     fn relocate(&self, old: &[String]) -> Vec<String> {
         let Some(last) = old.last() else {
-            return self.tree_items.first().map(|i| vec![i.identifier().clone()]).unwrap_or_default();
+            return self
+                .tree_items
+                .first()
+                .map(|i| vec![i.identifier().clone()])
+                .unwrap_or_default();
         };
         if let Some(path) = tree::path_to(&self.tree_items, last) {
             return path;
         }
-        if let Some(context) = last.strip_prefix("serves:").and_then(|r| r.rsplit_once(':')).map(|(_, c)| c) {
+        if let Some(context) = last
+            .strip_prefix("serves:")
+            .and_then(|r| r.rsplit_once(':'))
+            .map(|(_, c)| c)
+        {
             let moved = self.nodes.iter().find_map(|(id, node)| match node {
                 NodeRef::Served(_, c) if c == context => Some(id.clone()),
                 _ => None,
@@ -78,7 +89,10 @@ impl App {
                 return path;
             }
         }
-        self.tree_items.first().map(|i| vec![i.identifier().clone()]).unwrap_or_default()
+        self.tree_items
+            .first()
+            .map(|i| vec![i.identifier().clone()])
+            .unwrap_or_default()
     }
 
     pub fn on_topology(&mut self, topology: Arc<Topology>, log: Vec<LogEntry>) {
@@ -203,7 +217,9 @@ impl App {
         if rows.is_empty() {
             return;
         }
-        let current = rows.iter().position(|r| r.as_slice() == self.tree_state.selected());
+        let current = rows
+            .iter()
+            .position(|r| r.as_slice() == self.tree_state.selected());
         let last = rows.len() as isize - 1;
         let next = match current {
             None => 0,
@@ -265,7 +281,11 @@ impl App {
             return;
         };
         let targets = plan::targets(&self.topology, &subject);
-        match plan::plan(&self.topology, &subject, targets.first().map(String::as_str)) {
+        match plan::plan(
+            &self.topology,
+            &subject,
+            targets.first().map(String::as_str),
+        ) {
             Ok(p) => {
                 let checks = preflight::preflight(&self.topology, &p, self.read_only);
                 self.modal = Some(Modal::Failover(Box::new(FailoverModal {

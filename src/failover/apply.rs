@@ -114,14 +114,21 @@ pub async fn execute(
         match tokio::time::timeout_at(deadline, topology.changed()).await {
             Ok(Ok(())) => continue,
             Ok(Err(_)) => break Err("topology stopped updating".to_string()),
-            Err(_) => break outcome.map_err(|why| format!("not verified within {verify_within:?}: {why}")),
+            Err(_) => {
+                break outcome
+                    .map_err(|why| format!("not verified within {verify_within:?}: {why}"))
+            }
         }
     };
     let (ok, message) = match verified {
         Ok(m) => (true, m),
         Err(m) => (false, m),
     };
-    audit_note(if ok { "verified" } else { "unverified" }, &applied, &message);
+    audit_note(
+        if ok { "verified" } else { "unverified" },
+        &applied,
+        &message,
+    );
     send(Progress::Done {
         ok,
         message,

@@ -129,7 +129,10 @@ impl Plan {
             PlanKind::SwitchRevision => "switch revision of",
         };
         let prefix = if self.undo_of.is_some() { "undo: " } else { "" };
-        format!("{prefix}{what} {} : {} → {}", self.cluster, self.from, self.to)
+        format!(
+            "{prefix}{what} {} : {} → {}",
+            self.cluster, self.from, self.to
+        )
     }
 
     /// The plan that restores what this one changed (restarts are re-done so proxies reconnect).
@@ -206,7 +209,10 @@ pub fn targets(topology: &Topology, subject: &Subject) -> Vec<String> {
 }
 
 /// The cluster whose proxies move and the control plane that serves it now.
-fn resolve<'a>(topology: &'a Topology, subject: &Subject) -> Option<(&'a Cluster, &'a ControlPlane)> {
+fn resolve<'a>(
+    topology: &'a Topology,
+    subject: &Subject,
+) -> Option<(&'a Cluster, &'a ControlPlane)> {
     match subject {
         Subject::Cluster(context) => {
             let cluster = topology.cluster(context)?;
@@ -215,7 +221,12 @@ fn resolve<'a>(topology: &'a Topology, subject: &Subject) -> Option<(&'a Cluster
                 .iter()
                 .filter_map(|id| topology.control_plane(id))
                 .find(|cp| cp.revision == "default" || cluster.role != ClusterRole::Primary)
-                .or_else(|| cluster.served_by.first().and_then(|id| topology.control_plane(id)))?;
+                .or_else(|| {
+                    cluster
+                        .served_by
+                        .first()
+                        .and_then(|id| topology.control_plane(id))
+                })?;
             Some((cluster, current))
         }
         Subject::ControlPlane(id) => {
@@ -233,8 +244,9 @@ fn resolve<'a>(topology: &'a Topology, subject: &Subject) -> Option<(&'a Cluster
 
 /// Builds the plan that moves `subject` to control plane `target` (or the best target).
 pub fn plan(topology: &Topology, subject: &Subject, target: Option<&str>) -> Result<Plan, String> {
-    let (cluster, current) = resolve(topology, subject)
-        .ok_or_else(|| "nothing to fail over here: select a cluster or a control plane".to_string())?;
+    let (cluster, current) = resolve(topology, subject).ok_or_else(|| {
+        "nothing to fail over here: select a cluster or a control plane".to_string()
+    })?;
     let candidates = targets(topology, subject);
     let target_id = match target {
         Some(t) => t.to_string(),
@@ -260,7 +272,11 @@ fn restarts(cluster: &Cluster, namespaces: Option<&[String]>) -> Vec<Change> {
         .injected_workloads
         .iter()
         .filter_map(|w| w.split_once('/'))
-        .filter(|(ns, _)| namespaces.map(|n| n.iter().any(|x| x == ns)).unwrap_or(true))
+        .filter(|(ns, _)| {
+            namespaces
+                .map(|n| n.iter().any(|x| x == ns))
+                .unwrap_or(true)
+        })
         .map(|(ns, name)| Change {
             cluster: cluster.name.clone(),
             kind: "Deployment".into(),
@@ -271,7 +287,11 @@ fn restarts(cluster: &Cluster, namespaces: Option<&[String]>) -> Vec<Change> {
         .collect()
 }
 
-fn repoint_remote(cluster: &Cluster, current: &ControlPlane, target: &ControlPlane) -> Result<Plan, String> {
+fn repoint_remote(
+    cluster: &Cluster,
+    current: &ControlPlane,
+    target: &ControlPlane,
+) -> Result<Plan, String> {
     let wiring = cluster
         .wiring
         .as_ref()
@@ -353,14 +373,17 @@ fn replace_host(url: &str, host: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
     let path_start = rest.find('/').unwrap_or(rest.len());
     let authority = &rest[..path_start];
-    let port = authority.rsplit_once(':').map(|(_, p)| p).unwrap_or("15017");
+    let port = authority
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .unwrap_or("15017");
     format!("{scheme}://{host}:{port}{}", &rest[path_start..])
 }
 
 fn switch_revision(cluster: &Cluster, current: &ControlPlane, target: &ControlPlane) -> Plan {
     let mut changes = Vec::new();
     let mut moved = Vec::new();
-    for ns in &cluster.namespaces {
+    for ns in cluster.namespaces.iter() {
         let effective = match (ns.injection.as_str(), &ns.revision) {
             ("enabled", _) => "default".to_string(),
             (_, Some(r)) => r.clone(),
@@ -454,7 +477,9 @@ mod tests {
         assert_eq!(undo.from, "y");
         assert_eq!(undo.changes[0], set.inverse());
         assert_eq!(undo.changes[1], restart);
-        assert!(matches!(&undo.changes[0].op, Op::Set { from: Some(f), to: Some(t), .. } if f == "b" && t == "a"));
+        assert!(
+            matches!(&undo.changes[0].op, Op::Set { from: Some(f), to: Some(t), .. } if f == "b" && t == "a")
+        );
     }
 
     #[test]

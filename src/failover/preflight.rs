@@ -95,7 +95,10 @@ pub fn preflight(topology: &Topology, plan: &Plan, read_only: bool) -> Vec<Check
     });
 
     if plan.kind == PlanKind::RepointRemote {
-        let sync = target.remote_clusters.iter().find(|r| r.id == plan.cluster_id);
+        let sync = target
+            .remote_clusters
+            .iter()
+            .find(|r| r.id == plan.cluster_id);
         checks.push(match sync {
             Some(r) if r.status == "synced" => check(
                 "target synced with cluster",
@@ -117,7 +120,11 @@ pub fn preflight(topology: &Topology, plan: &Plan, read_only: bool) -> Vec<Check
             ),
         });
         checks.push(if target.external_istiod {
-            check("target may serve remotes", Verdict::Pass, "EXTERNAL_ISTIOD=true")
+            check(
+                "target may serve remotes",
+                Verdict::Pass,
+                "EXTERNAL_ISTIOD=true",
+            )
         } else {
             check(
                 "target may serve remotes",
@@ -125,13 +132,11 @@ pub fn preflight(topology: &Topology, plan: &Plan, read_only: bool) -> Vec<Check
                 format!("{} does not run with EXTERNAL_ISTIOD=true", target.id),
             )
         });
-        let gateway = topology
-            .cluster(&target.cluster)
-            .and_then(|c| {
-                c.gateways
-                    .iter()
-                    .find(|g| g.kind == GatewayKind::EastWest && g.exposes_istiod)
-            });
+        let gateway = topology.cluster(&target.cluster).and_then(|c| {
+            c.gateways
+                .iter()
+                .find(|g| g.kind == GatewayKind::EastWest && g.exposes_istiod)
+        });
         checks.push(match gateway {
             Some(g) if g.healthy => check(
                 "east-west gateway healthy",

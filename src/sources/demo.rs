@@ -115,8 +115,10 @@ pub struct DemoSim {
 const EAST_GW: &str = "eastwest.east-1.mesh.example";
 const WEST_GW: &str = "eastwest.west-1.mesh.example";
 const EXTERNAL_GW: &str = "external-istiod.west-1.mesh.example";
-const ROOT_ALPHA: &str = "-----BEGIN CERTIFICATE-----\nMIIDemoAlphaRootCA\n-----END CERTIFICATE-----\n";
-const ROOT_BETA: &str = "-----BEGIN CERTIFICATE-----\nMIIDemoBetaRootCA\n-----END CERTIFICATE-----\n";
+const ROOT_ALPHA: &str =
+    "-----BEGIN CERTIFICATE-----\nMIIDemoAlphaRootCA\n-----END CERTIFICATE-----\n";
+const ROOT_BETA: &str =
+    "-----BEGIN CERTIFICATE-----\nMIIDemoBetaRootCA\n-----END CERTIFICATE-----\n";
 
 /// namespace → [(context, injection labels)], services.
 struct TenantSpec {
@@ -134,8 +136,19 @@ const DISABLED: &[(&str, &str)] = &[("istio-injection", "disabled")];
 const TENANTS: &[TenantSpec] = &[
     TenantSpec {
         namespace: "payments",
-        clusters: &[("east-1", ENABLED), ("east-2", ENABLED), ("west-1", ENABLED)],
-        services: &["api", "ledger", "fraud-check", "billing-worker", "refunds", "statements"],
+        clusters: &[
+            ("east-1", ENABLED),
+            ("east-2", ENABLED),
+            ("west-1", ENABLED),
+        ],
+        services: &[
+            "api",
+            "ledger",
+            "fraud-check",
+            "billing-worker",
+            "refunds",
+            "statements",
+        ],
     },
     TenantSpec {
         namespace: "checkout",
@@ -144,8 +157,18 @@ const TENANTS: &[TenantSpec] = &[
     },
     TenantSpec {
         namespace: "catalog",
-        clusters: &[("east-1", ENABLED), ("east-2", ENABLED), ("west-2", ENABLED)],
-        services: &["products", "inventory", "images", "reviews", "recommendations"],
+        clusters: &[
+            ("east-1", ENABLED),
+            ("east-2", ENABLED),
+            ("west-2", ENABLED),
+        ],
+        services: &[
+            "products",
+            "inventory",
+            "images",
+            "reviews",
+            "recommendations",
+        ],
     },
     TenantSpec {
         namespace: "search",
@@ -189,11 +212,41 @@ impl DemoSim {
     pub fn new(seed: u64) -> Self {
         let mut sim = DemoSim::empty(seed, true);
         let specs = [
-            ("east-1", "network-east", "us-east-1", "mesh-alpha", "cluster.local"),
-            ("east-2", "network-east", "us-east-2", "mesh-alpha", "cluster.local"),
-            ("west-1", "network-west", "eu-west-1", "mesh-alpha", "cluster.local"),
-            ("west-2", "network-west", "eu-west-2", "mesh-alpha", "cluster.local"),
-            ("beta-1", "beta-net", "ap-south-1", "mesh-beta", "beta.example"),
+            (
+                "east-1",
+                "network-east",
+                "us-east-1",
+                "mesh-alpha",
+                "cluster.local",
+            ),
+            (
+                "east-2",
+                "network-east",
+                "us-east-2",
+                "mesh-alpha",
+                "cluster.local",
+            ),
+            (
+                "west-1",
+                "network-west",
+                "eu-west-1",
+                "mesh-alpha",
+                "cluster.local",
+            ),
+            (
+                "west-2",
+                "network-west",
+                "eu-west-2",
+                "mesh-alpha",
+                "cluster.local",
+            ),
+            (
+                "beta-1",
+                "beta-net",
+                "ap-south-1",
+                "mesh-beta",
+                "beta.example",
+            ),
         ];
         for (i, (ctx, net, region, mesh, td)) in specs.iter().enumerate() {
             sim.clusters.push(SimCluster {
@@ -212,15 +265,42 @@ impl DemoSim {
         }
         // east-1: primary with a canary revision, exposes istiod to remotes.
         sim.primary("east-1", &["east-2", "west-1"], ROOT_ALPHA);
-        sim.control_plane("east-1", "istio-system", "istiod", "default", "east-1", "1.28.2", 2, true);
-        sim.control_plane("east-1", "istio-system", "istiod-canary", "canary", "east-1", "1.29.0", 1, false);
+        sim.control_plane(
+            "east-1",
+            "istio-system",
+            "istiod",
+            "default",
+            "east-1",
+            "1.28.2",
+            2,
+            true,
+        );
+        sim.control_plane(
+            "east-1",
+            "istio-system",
+            "istiod-canary",
+            "canary",
+            "east-1",
+            "1.29.0",
+            1,
+            false,
+        );
         sim.east_west_gateway("east-1", Some(EAST_GW));
         sim.ingress_gateway("east-1", "ingress.east-1.mesh.example");
         // east-2: remote of east-1 on the same network.
         sim.remote("east-2", "east-1", EAST_GW, ROOT_ALPHA);
         // west-1: primary on the other network, standby for east-2, hosts an external istiod.
         sim.primary("west-1", &["east-1", "east-2"], ROOT_ALPHA);
-        sim.control_plane("west-1", "istio-system", "istiod", "default", "west-1", "1.28.2", 2, true);
+        sim.control_plane(
+            "west-1",
+            "istio-system",
+            "istiod",
+            "default",
+            "west-1",
+            "1.28.2",
+            2,
+            true,
+        );
         sim.east_west_gateway("west-1", Some(WEST_GW));
         sim.ingress_gateway("west-1", "ingress.west-1.mesh.example");
         sim.external_control_plane("west-1", "west-2");
@@ -228,7 +308,16 @@ impl DemoSim {
         sim.remote_of_external("west-2", "west-1", ROOT_ALPHA);
         // beta-1: a cluster that is its own mesh.
         sim.primary("beta-1", &[], ROOT_BETA);
-        sim.control_plane("beta-1", "istio-system", "istiod", "default", "beta-1", "1.27.3", 1, false);
+        sim.control_plane(
+            "beta-1",
+            "istio-system",
+            "istiod",
+            "default",
+            "beta-1",
+            "1.27.3",
+            1,
+            false,
+        );
         sim.ingress_gateway("beta-1", "ingress.beta-1.mesh.example");
 
         let mut workload_index = 0;
@@ -268,17 +357,40 @@ impl DemoSim {
             sim.add_nodes(&c, 3);
             sim.connect(&c.context);
             sim.primary(&c.context, &[], ROOT_ALPHA);
-            sim.control_plane(&c.context, "istio-system", "istiod", "default", &c.context, "1.28.2", 2, true);
-            sim.east_west_gateway(&c.context, Some(&format!("eastwest.{}.mesh.example", c.context)));
+            sim.control_plane(
+                &c.context,
+                "istio-system",
+                "istiod",
+                "default",
+                &c.context,
+                "1.28.2",
+                2,
+                true,
+            );
+            sim.east_west_gateway(
+                &c.context,
+                Some(&format!("eastwest.{}.mesh.example", c.context)),
+            );
         }
         for s in 0..scale.services {
             let ns = format!("tenant-{:02}", s % 40);
             for k in 0..scale.clusters_per_service {
                 let ctx = format!("c{:02}", (s + k * 3) % scale.clusters);
-                if !sim.world.cluster_mut(&ctx).namespaces.contains_key(&(String::new(), ns.clone())) {
+                if !sim
+                    .world
+                    .cluster_mut(&ctx)
+                    .namespaces
+                    .contains_key(&(String::new(), ns.clone()))
+                {
                     sim.tenant_namespace(&ctx, &ns, ENABLED);
                 }
-                sim.add_workload(&ctx, &ns, &format!("svc-{s:04}"), scale.endpoints_per_service_cluster, s);
+                sim.add_workload(
+                    &ctx,
+                    &ns,
+                    &format!("svc-{s:04}"),
+                    scale.endpoints_per_service_cluster,
+                    s,
+                );
             }
         }
         sim.probe_all();
@@ -391,7 +503,12 @@ impl DemoSim {
             "defaultConfig:\n  meshId: {}\n  proxyMetadata: {{}}\ntrustDomain: {}\nrootNamespace: istio-system\nserviceSettings:\n- settings:\n    clusterLocal: true\n  hosts:\n  - \"mainframe-bridge.legacy.svc.cluster.local\"\n",
             c.mesh, c.trust_domain
         );
-        self.config_map(context, "istio-system", "istio", json!({"mesh": mesh, "meshNetworks": "networks: {}"}));
+        self.config_map(
+            context,
+            "istio-system",
+            "istio",
+            json!({"mesh": mesh, "meshNetworks": "networks: {}"}),
+        );
         let values = json!({"global": {"meshID": c.mesh, "network": c.network, "multiCluster": {"clusterName": c.cluster_id}}});
         self.config_map(
             context,
@@ -399,7 +516,12 @@ impl DemoSim {
             "istio-sidecar-injector",
             json!({"values": values.to_string(), "config": "policy: enabled"}),
         );
-        self.config_map(context, "istio-system", "istio-ca-root-cert", json!({"root-cert.pem": root}));
+        self.config_map(
+            context,
+            "istio-system",
+            "istio-ca-root-cert",
+            json!({"root-cert.pem": root}),
+        );
         for remote in remotes {
             self.remote_secret(context, "istio-system", remote);
         }
@@ -522,7 +644,13 @@ impl DemoSim {
 
     fn east_west_gateway(&mut self, context: &str, hostname: Option<&str>) {
         let c = self.cluster(context);
-        self.gateway_pods(context, "istio-system", "istio-eastwestgateway", "eastwestgateway", 2);
+        self.gateway_pods(
+            context,
+            "istio-system",
+            "istio-eastwestgateway",
+            "eastwestgateway",
+            2,
+        );
         let mut svc = json!({
             "metadata": {"name": "istio-eastwestgateway", "namespace": "istio-system",
                          "labels": {"app": "istio-eastwestgateway", "istio": "eastwestgateway",
@@ -537,8 +665,10 @@ impl DemoSim {
         });
         if let Some(h) = hostname {
             svc["status"]["loadBalancer"] = json!({"ingress": [{"hostname": h}]});
-            self.exposed
-                .insert(h.to_string(), (context.to_string(), "istio-system/istiod".to_string()));
+            self.exposed.insert(
+                h.to_string(),
+                (context.to_string(), "istio-system/istiod".to_string()),
+            );
         }
         self.emit(context, KubeObject::Service(obj(svc)));
         let gw = obj(json!({
@@ -555,7 +685,13 @@ impl DemoSim {
 
     fn ingress_gateway(&mut self, context: &str, hostname: &str) {
         self.namespace(context, "istio-ingress", json!({}), json!({}));
-        self.gateway_pods(context, "istio-ingress", "istio-ingressgateway", "ingressgateway", 2);
+        self.gateway_pods(
+            context,
+            "istio-ingress",
+            "istio-ingressgateway",
+            "ingressgateway",
+            2,
+        );
         let svc = obj(json!({
             "metadata": {"name": "istio-ingressgateway", "namespace": "istio-ingress",
                          "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}},
@@ -600,7 +736,10 @@ impl DemoSim {
 
     fn remote(&mut self, context: &str, primary: &str, gateway_host: &str, root: &str) {
         let c = self.cluster(context);
-        self.system_namespace(context, json!({"topology.istio.io/controlPlaneClusters": primary}));
+        self.system_namespace(
+            context,
+            json!({"topology.istio.io/controlPlaneClusters": primary}),
+        );
         let svc = obj(json!({
             "metadata": {"name": "istiod", "namespace": "istio-system"},
             "spec": {"type": "ExternalName", "externalName": gateway_host,
@@ -608,12 +747,26 @@ impl DemoSim {
         }));
         self.emit(context, KubeObject::Service(svc));
         self.injector_webhook(context, gateway_host, &c.cluster_id, &c.network);
-        self.config_map(context, "istio-system", "istio-ca-root-cert", json!({"root-cert.pem": root}));
+        self.config_map(
+            context,
+            "istio-system",
+            "istio-ca-root-cert",
+            json!({"root-cert.pem": root}),
+        );
     }
 
     fn external_control_plane(&mut self, host: &str, serves: &str) {
         self.namespace(host, "external-istiod", json!({}), json!({}));
-        self.control_plane(host, "external-istiod", "istiod", "default", serves, "1.28.2", 1, false);
+        self.control_plane(
+            host,
+            "external-istiod",
+            "istiod",
+            "default",
+            serves,
+            "1.28.2",
+            1,
+            false,
+        );
         let secret = obj(json!({
             "metadata": {"name": "istio-kubeconfig", "namespace": "external-istiod"},
             "data": {"config": "ZGVtbw=="},
@@ -635,11 +788,17 @@ impl DemoSim {
         }));
         self.emit(context, KubeObject::Service(svc));
         self.injector_webhook(context, EXTERNAL_GW, &c.cluster_id, &c.network);
-        self.config_map(context, "istio-system", "istio-ca-root-cert", json!({"root-cert.pem": root}));
+        self.config_map(
+            context,
+            "istio-system",
+            "istio-ca-root-cert",
+            json!({"root-cert.pem": root}),
+        );
     }
 
     fn namespace(&mut self, context: &str, name: &str, labels: Value, annotations: Value) {
-        let ns = obj(json!({"metadata": {"name": name, "labels": labels, "annotations": annotations}}));
+        let ns =
+            obj(json!({"metadata": {"name": name, "labels": labels, "annotations": annotations}}));
         self.emit(context, KubeObject::Namespace(ns));
     }
 
@@ -678,7 +837,14 @@ impl DemoSim {
         self.emit("west-1", KubeObject::Istio(permissive));
     }
 
-    fn add_workload(&mut self, context: &str, namespace: &str, name: &str, replicas: u32, index: usize) {
+    fn add_workload(
+        &mut self,
+        context: &str,
+        namespace: &str,
+        name: &str,
+        replicas: u32,
+        index: usize,
+    ) {
         let c = self.cluster(context);
         let svc = obj(json!({
             "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
@@ -704,7 +870,10 @@ impl DemoSim {
         let Some(snapshot) = self.world.clusters.iter().find(|c| c.context == context) else {
             return false;
         };
-        let Some(ns) = snapshot.namespaces.get(&(String::new(), namespace.to_string())) else {
+        let Some(ns) = snapshot
+            .namespaces
+            .get(&(String::new(), namespace.to_string()))
+        else {
             return false;
         };
         let labels = ns.metadata.labels.clone().unwrap_or_default();
@@ -754,7 +923,8 @@ impl DemoSim {
                 containers.push(json!({"name": "istio-proxy", "env": [
                     {"name": "ISTIO_META_CLUSTER_ID", "value": c.cluster_id},
                     {"name": "ISTIO_META_NETWORK", "value": c.network}]}));
-                annotations["sidecar.istio.io/status"] = json!("{\"containers\":[\"istio-proxy\"]}");
+                annotations["sidecar.istio.io/status"] =
+                    json!("{\"containers\":[\"istio-proxy\"]}");
             }
             let pod = obj(json!({
                 "metadata": {"name": pod_name, "namespace": w.namespace, "labels": {"app": w.name},
@@ -865,7 +1035,11 @@ impl DemoSim {
             if let Some(snapshot) = self.world.clusters.iter().find(|c| c.context == cp.context) {
                 for ((ns, secret_name), secret) in &snapshot.secrets {
                     if ns != &cp.namespace
-                        || secret.metadata.labels.as_ref().and_then(|l| l.get("istio/multiCluster"))
+                        || secret
+                            .metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get("istio/multiCluster"))
                             != Some(&"true".to_string())
                     {
                         continue;
@@ -931,7 +1105,10 @@ impl DemoSim {
         let Some(snapshot) = self.world.clusters.iter().find(|c| c.context == context) else {
             return;
         };
-        let key = ("istio-system".to_string(), "istio-eastwestgateway".to_string());
+        let key = (
+            "istio-system".to_string(),
+            "istio-eastwestgateway".to_string(),
+        );
         let Some(mut svc) = snapshot.services.get(&key).cloned() else {
             return;
         };
@@ -961,7 +1138,11 @@ impl DemoSim {
                 let i = self.rng.below(self.workloads.len() as u64) as usize;
                 let old = self.workloads[i].replicas;
                 let up = self.rng.chance(50);
-                let new = if up { (old + 1).min(6) } else { old.saturating_sub(1).max(1) };
+                let new = if up {
+                    (old + 1).min(6)
+                } else {
+                    old.saturating_sub(1).max(1)
+                };
                 if new != old {
                     self.workloads[i].replicas = new;
                     self.render_workload(i, old);
@@ -1031,7 +1212,11 @@ impl DemoSim {
                 &patch,
             )?),
             "Deployment" => {
-                let d = snapshot.deployments.get(&key).ok_or_else(not_found)?.clone();
+                let d = snapshot
+                    .deployments
+                    .get(&key)
+                    .ok_or_else(not_found)?
+                    .clone();
                 if change.op == Op::Restart {
                     // A restart replaces every pod: new generation, same replicas.
                     let i = self

@@ -4,6 +4,7 @@
 //! so one endpoint change re-reads one cluster only. `assemble` joins the clusters: who serves
 //! whom, which mesh and network each cluster is in, services merged by namespace sameness.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -11,6 +12,7 @@ use std::time::UNIX_EPOCH;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 use super::health;
@@ -50,14 +52,16 @@ pub struct ClusterFacts {
     pub region: Option<String>,
     pub control_planes: Vec<ControlPlane>,
     pub gateways: Vec<Gateway>,
-    pub namespaces: Vec<ClusterNamespace>,
+    pub namespaces: Arc<Vec<ClusterNamespace>>,
     pub services: Vec<ClusterService>,
+    pub endpoints_ready: u64,
+    pub endpoints_total: u64,
     pub wiring: Option<RemoteWiring>,
     /// `meshNetworks` of this primary: network → cluster ids listed `fromRegistry`.
     pub mesh_networks: BTreeMap<String, Vec<String>>,
     /// `serviceSettings` hosts marked clusterLocal (plus the built-ins); primaries only.
     pub cluster_local_hosts: Vec<String>,
-    pub injected_workloads: Vec<String>,
+    pub injected_workloads: Arc<Vec<String>>,
     /// Problems found while reading this cluster's objects (malformed ConfigMaps, ...).
     pub problems: Vec<(Severity, String)>,
 }
@@ -68,7 +72,7 @@ pub struct ClusterService {
     pub namespace: String,
     pub name: String,
     /// locality → (ready, not ready)
-    pub localities: BTreeMap<String, (u32, u32)>,
+    pub localities: BTreeMap<Arc<str>, (u32, u32)>,
 }
 
 /// Derives the topology from scratch. Pure: same snapshots, same model.
@@ -149,7 +153,7 @@ fn image_tag(deployment: &Deployment) -> Option<String> {
 }
 
 /// Settings read from the `mesh` key of ConfigMap `istio[-<rev>]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MeshConfig {
     trust_domain: Option<String>,
@@ -158,13 +162,13 @@ struct MeshConfig {
     service_settings: Vec<ServiceSetting>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ProxyConfig {
     mesh_id: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ServiceSetting {
     #[serde(default)]
@@ -173,29 +177,66 @@ struct ServiceSetting {
     hosts: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ServiceSettingFlags {
     #[serde(default)]
     cluster_local: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 struct MeshNetworks {
     #[serde(default)]
     networks: BTreeMap<String, MeshNetwork>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 struct MeshNetwork {
     #[serde(default)]
     endpoints: Vec<MeshNetworkEndpoint>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MeshNetworkEndpoint {
     from_registry: Option<String>,
+}
+
+thread_local! {
+    /// Parsed mesh configs by their text: the same ConfigMap is not re-parsed on every
+    /// endpoint change. A memo of a pure function, so derivation stays pure.
+    static MESH_CONFIGS: RefCell<HashMap<String, Result<MeshConfig, String>>> = RefCell::new(HashMap::new());
+    static MESH_NETWORKS: RefCell<HashMap<String, Result<MeshNetworks, String>>> = RefCell::new(HashMap::new());
+}
+
+fn parse_mesh_networks(text: &str) -> Result<MeshNetworks, String> {
+    MESH_NETWORKS.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        if let Some(parsed) = memo.get(text) {
+            return parsed.clone();
+        }
+        let parsed = serde_yaml::from_str::<MeshNetworks>(text).map_err(|e| e.to_string());
+        if memo.len() > 64 {
+            memo.clear();
+        }
+        memo.insert(text.to_string(), parsed.clone());
+        parsed
+    })
+}
+
+fn parse_mesh_config(text: &str) -> Result<MeshConfig, String> {
+    MESH_CONFIGS.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        if let Some(parsed) = memo.get(text) {
+            return parsed.clone();
+        }
+        let parsed = serde_yaml::from_str::<MeshConfig>(text).map_err(|e| e.to_string());
+        if memo.len() > 64 {
+            memo.clear();
+        }
+        memo.insert(text.to_string(), parsed.clone());
+        parsed
+    })
 }
 
 /// `*.kube-system.svc.cluster.local` style host patterns: `*` matches any prefix.
@@ -226,10 +267,12 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
         if cm_name != "istio" && !cm_name.starts_with("istio-") {
             continue;
         }
-        let Some(data) = cm.data.as_ref() else { continue };
+        let Some(data) = cm.data.as_ref() else {
+            continue;
+        };
         if cm_name == "istio" || (cm_name.starts_with("istio-") && data.contains_key("mesh")) {
             if let Some(text) = data.get("mesh") {
-                match serde_yaml::from_str::<MeshConfig>(text) {
+                match parse_mesh_config(text) {
                     Ok(mc) => {
                         let td = mc.trust_domain.unwrap_or_else(|| "cluster.local".into());
                         if cm_name == "istio" || trust_domain.is_none() {
@@ -249,12 +292,14 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
                     }
                     Err(e) => problems.push((
                         Severity::Error,
-                        format!("ConfigMap {ns}/{cm_name}: key `mesh` is not valid mesh config: {e}"),
+                        format!(
+                            "ConfigMap {ns}/{cm_name}: key `mesh` is not valid mesh config: {e}"
+                        ),
                     )),
                 }
             }
             if let Some(text) = data.get("meshNetworks") {
-                match serde_yaml::from_str::<MeshNetworks>(text) {
+                match parse_mesh_networks(text) {
                     Ok(mn) => {
                         for (net, n) in mn.networks {
                             let ids = n.endpoints.into_iter().filter_map(|e| e.from_registry);
@@ -288,7 +333,10 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
 
     let root_cert = s
         .config_maps
-        .get(&(SYSTEM_NAMESPACE.to_string(), "istio-ca-root-cert".to_string()))
+        .get(&(
+            SYSTEM_NAMESPACE.to_string(),
+            "istio-ca-root-cert".to_string(),
+        ))
         .and_then(|cm| cm.data.as_ref()?.get("root-cert.pem").cloned())
         .map(|pem| fingerprint(pem.as_bytes()));
 
@@ -313,7 +361,10 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
         .find_map(|w| {
             let hooks = w.webhooks.as_ref()?;
             let url = hooks.iter().find_map(|h| h.client_config.url.clone())?;
-            let count = hooks.iter().take_while(|h| h.client_config.url.is_some()).count();
+            let count = hooks
+                .iter()
+                .take_while(|h| h.client_config.url.is_some())
+                .count();
             Some((name(&w.metadata), url, count))
         });
     let url_cluster_id = injector.as_ref().and_then(|(_, url, _)| {
@@ -342,7 +393,7 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
         .unwrap_or_else(|| s.context.clone());
 
     // Nodes give localities and the region.
-    let node_locality: HashMap<&str, String> = s
+    let node_locality: FxHashMap<&str, Arc<str>> = s
         .nodes
         .values()
         .filter_map(|n| {
@@ -354,28 +405,20 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
                 loc.push('/');
                 loc.push_str(sz);
             }
-            Some((n.metadata.name.as_deref()?, loc))
+            Some((n.metadata.name.as_deref()?, Arc::from(loc)))
         })
         .collect();
+    let unknown_locality: Arc<str> = Arc::from("unknown");
     let region = s
         .nodes
         .values()
         .find_map(|n| label(&n.metadata, "topology.kubernetes.io/region"))
         .map(str::to_string);
-    // Only pods that override their locality need a lookup.
-    let pod_locality: HashMap<(&str, &str), String> = s
-        .pods
-        .values()
-        .filter_map(|p| {
-            let loc = label(&p.metadata, "istio-locality")?;
-            Some((
-                (
-                    p.metadata.namespace.as_deref()?,
-                    p.metadata.name.as_deref()?,
-                ),
-                loc.replace('.', "/"),
-            ))
-        })
+    // Only pods that override their locality need a lookup (the store keeps that index).
+    let pod_locality: FxHashMap<(&str, &str), &str> = s
+        .pod_localities
+        .iter()
+        .map(|((ns, name), loc)| ((ns.as_str(), name.as_str()), loc.as_str()))
         .collect();
 
     // Network: the system namespace label; else an east-west gateway's; else the webhook URL.
@@ -426,7 +469,11 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
             .and_then(|st| st.load_balancer.as_ref())
             .and_then(|lb| lb.ingress.as_ref())
             .and_then(|ing| ing.iter().find_map(|i| i.ip.clone().or(i.hostname.clone())))
-            .or_else(|| spec.external_ips.as_ref().and_then(|ips| ips.first().cloned()));
+            .or_else(|| {
+                spec.external_ips
+                    .as_ref()
+                    .and_then(|ips| ips.first().cloned())
+            });
         let ports: Vec<i32> = spec.ports.iter().flatten().map(|p| p.port).collect();
         let probe = s
             .gateway_probes
@@ -463,7 +510,9 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
         let ns = namespace(&d.metadata);
         let dep_name = name(&d.metadata);
         let cp_cluster_id = container_env(d, "CLUSTER_ID").unwrap_or_else(|| "Kubernetes".into());
-        let revision = label(&d.metadata, LABEL_REV).unwrap_or("default").to_string();
+        let revision = label(&d.metadata, LABEL_REV)
+            .unwrap_or("default")
+            .to_string();
         let probe = s.istiod_probes.get(&format!("{ns}/{dep_name}"));
         let external = cp_cluster_id != cluster_id;
         let replicas = d.spec.replicas.unwrap_or(1);
@@ -482,10 +531,14 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
             let dt = p.latest.at_secs - prev.at_secs;
             (dt > 0.0).then(|| ((m1.pushes - m0.pushes).max(0.0)) / dt * 60.0)
         });
-        let mut proxies_by_cluster = BTreeMap::new();
+        let mut by_cluster: FxHashMap<&str, u64> = FxHashMap::default();
         for row in latest.and_then(|p| p.syncz.as_ref()).into_iter().flatten() {
-            *proxies_by_cluster.entry(row.cluster_id.clone()).or_insert(0u64) += 1;
+            *by_cluster.entry(row.cluster_id.as_str()).or_insert(0) += 1;
         }
+        let proxies_by_cluster: BTreeMap<String, u64> = by_cluster
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         let mut cp = ControlPlane {
             id: format!("{}/{ns}/{dep_name}", s.context),
             name: dep_name.clone(),
@@ -496,7 +549,9 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
             ready: false,
             ready_replicas,
             replicas,
-            version: latest.and_then(|p| p.version.clone()).or_else(|| image_tag(d)),
+            version: latest
+                .and_then(|p| p.version.clone())
+                .or_else(|| image_tag(d)),
             connected_proxies: metrics.map(|m| m.xds_clients.max(0.0) as u64),
             push_rate,
             convergence_ms: metrics
@@ -591,67 +646,82 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
     }
 
     // Services and their endpoints, grouped by locality.
-    let mut services: BTreeMap<(String, String), ClusterService> = BTreeMap::new();
-    for ((ns, svc_name), svc) in &s.services {
-        if INFRA_NAMESPACES.contains(&ns.as_str()) {
-            continue;
-        }
-        let _ = svc;
-        services.insert(
-            (ns.clone(), svc_name.clone()),
-            ClusterService {
-                namespace: ns.clone(),
-                name: svc_name.clone(),
-                localities: BTreeMap::new(),
-            },
-        );
-    }
+    // Keys borrow from the snapshot; names are copied once, into the result.
+    let mut services: BTreeMap<(&str, &str), BTreeMap<Arc<str>, (u32, u32)>> = s
+        .services
+        .keys()
+        .filter(|(ns, _)| !INFRA_NAMESPACES.contains(&ns.as_str()))
+        .map(|(ns, name)| ((ns.as_str(), name.as_str()), BTreeMap::new()))
+        .collect();
     for slice in s.endpoint_slices.values() {
         let Some(svc_name) = label(&slice.metadata, "kubernetes.io/service-name") else {
             continue;
         };
         let ns = slice.metadata.namespace.as_deref().unwrap_or("");
-        let Some(service) = services.get_mut(&(ns.to_string(), svc_name.to_string())) else {
+        let Some(localities) = services.get_mut(&(ns, svc_name)) else {
             continue;
         };
+        // Count per locality with borrowed keys first: one allocation per locality, not per endpoint.
+        let mut counts: Vec<(Arc<str>, u32, u32)> = Vec::new();
         for ep in slice.endpoints.iter().flatten() {
-            let ready = ep
-                .conditions
+            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            let pod_loc = ep
+                .target_ref
                 .as_ref()
-                .and_then(|c| c.ready)
-                .unwrap_or(true);
-            let pod_loc = ep.target_ref.as_ref().and_then(|r| {
-                pod_locality.get(&(r.namespace.as_deref()?, r.name.as_deref()?))
-            });
-            let locality = match pod_loc {
-                Some(l) => l.clone(),
-                None => ep
-                    .node_name
-                    .as_deref()
-                    .and_then(|n| node_locality.get(n).cloned())
-                    .or_else(|| ep.zone.as_ref().map(|z| format!("?/{z}")))
-                    .unwrap_or_else(|| "unknown".into()),
+                .and_then(|r| pod_locality.get(&(r.namespace.as_deref()?, r.name.as_deref()?)));
+            let locality: Arc<str> = match pod_loc {
+                Some(l) => Arc::from(*l),
+                None => match ep.node_name.as_deref().and_then(|n| node_locality.get(n)) {
+                    Some(l) => l.clone(),
+                    None => match &ep.zone {
+                        Some(z) => Arc::from(format!("?/{z}")),
+                        None => unknown_locality.clone(),
+                    },
+                },
             };
-            let counts = service.localities.entry(locality).or_insert((0, 0));
-            if ready {
-                counts.0 += 1;
-            } else {
-                counts.1 += 1;
+            let (r, n) = if ready { (1, 0) } else { (0, 1) };
+            match counts.iter_mut().find(|(l, _, _)| *l == locality) {
+                Some(c) => {
+                    c.1 += r;
+                    c.2 += n;
+                }
+                None => counts.push((locality, r, n)),
             }
+        }
+        for (locality, r, n) in counts {
+            let c = localities.entry(locality).or_insert((0, 0));
+            c.0 += r;
+            c.1 += n;
         }
     }
 
-    let injected_workloads = s
+    // A namespace is as healthy as its services' endpoints in this cluster.
+    for ns in &mut namespaces {
+        ns.health = services
+            .range((ns.name.as_str(), "")..)
+            .take_while(|((sns, _), _)| *sns == ns.name)
+            .map(|(_, localities)| health::endpoints(localities.values()))
+            .fold(Health::Healthy, Health::worst);
+    }
+
+    let injected_workloads: Vec<String> = s
         .deployments
         .values()
         .filter(|d| {
-            let ns = namespace(&d.metadata);
+            let ns = d.metadata.namespace.as_deref().unwrap_or("");
             namespaces
                 .iter()
                 .any(|n| n.name == ns && n.injection != "none" && n.injection != "disabled")
         })
         .map(|d| format!("{}/{}", namespace(&d.metadata), name(&d.metadata)))
         .collect();
+
+    let (endpoints_ready, endpoints_total) = services
+        .values()
+        .flat_map(|localities| localities.values())
+        .fold((0u64, 0u64), |(r, t), (ready, not)| {
+            (r + u64::from(*ready), t + u64::from(*ready + *not))
+        });
 
     ClusterFacts {
         context: s.context.clone(),
@@ -668,12 +738,21 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
         region,
         control_planes,
         gateways,
-        namespaces,
-        services: services.into_values().collect(),
+        namespaces: Arc::new(namespaces),
+        services: services
+            .into_iter()
+            .map(|((namespace, name), localities)| ClusterService {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                localities,
+            })
+            .collect(),
+        endpoints_ready,
+        endpoints_total,
         wiring,
         mesh_networks,
         cluster_local_hosts,
-        injected_workloads,
+        injected_workloads: Arc::new(injected_workloads),
         problems,
     }
 }
@@ -743,13 +822,18 @@ fn remote_wiring(s: &ClusterSnapshot, injector: Option<(String, String, usize)>)
         Some((svc_name, svc)) => {
             let spec = svc.spec.clone().unwrap_or_default();
             if spec.type_.as_deref() == Some("ExternalName") {
-                (Some(svc_name), spec.external_name, Some("ExternalName".into()))
+                (
+                    Some(svc_name),
+                    spec.external_name,
+                    Some("ExternalName".into()),
+                )
             } else {
                 let slice = s.endpoint_slices.values().find(|sl| {
                     sl.metadata.namespace.as_deref() == Some(SYSTEM_NAMESPACE)
                         && label(&sl.metadata, "kubernetes.io/service-name") == Some(&svc_name)
                 });
-                let addr = slice.and_then(|sl| sl.endpoints.as_ref()?.first()?.addresses.first().cloned());
+                let addr =
+                    slice.and_then(|sl| sl.endpoints.as_ref()?.first()?.addresses.first().cloned());
                 (Some(svc_name), addr, slice.map(|_| "EndpointSlice".into()))
             }
         }
@@ -836,27 +920,13 @@ pub fn assemble(facts: &[Arc<ClusterFacts>]) -> Topology {
                     .map(|(net, _)| net.clone())
             })
         });
-        let (endpoints_ready, endpoints_total) = f
-            .services
-            .iter()
-            .flat_map(|s| s.localities.values())
-            .fold((0u64, 0u64), |(r, t), (ready, not)| {
-                (r + u64::from(*ready), t + u64::from(*ready + *not))
-            });
+        let (endpoints_ready, endpoints_total) = (f.endpoints_ready, f.endpoints_total);
         let (connection, error) = match &f.connection {
             Connection::Connecting => ("connecting".to_string(), None),
             Connection::Connected => ("connected".to_string(), None),
             Connection::Failed(e) => ("failed".to_string(), Some(e.clone())),
         };
-        let mut namespaces = f.namespaces.clone();
-        for ns in &mut namespaces {
-            ns.health = f
-                .services
-                .iter()
-                .filter(|s| s.namespace == ns.name)
-                .map(|s| health::endpoints(s.localities.values()))
-                .fold(Health::Healthy, Health::worst);
-        }
+        let namespaces = f.namespaces.clone();
         let cluster = Cluster {
             name: f.context.clone(),
             cluster_id: f.cluster_id.clone(),
@@ -887,69 +957,76 @@ pub fn assemble(facts: &[Arc<ClusterFacts>]) -> Topology {
         }
     }
     let mut meshes = Vec::new();
+    let mesh_of: Vec<String> = clusters
+        .iter()
+        .map(|(_, m, _, _)| m.clone().unwrap_or_else(|| "unknown".into()))
+        .collect();
+    // Each cluster belongs to exactly one mesh: it is moved, not copied, into that mesh.
+    let mut clusters: Vec<Option<_>> = clusters.into_iter().map(Some).collect();
     for mesh_id in mesh_order {
-        let members: Vec<usize> = clusters
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, m, _, _))| m.as_deref().unwrap_or("unknown") == mesh_id)
-            .map(|(i, _)| i)
+        let members: Vec<usize> = (0..clusters.len())
+            .filter(|&i| mesh_of[i] == mesh_id)
             .collect();
+        let member_clusters: Vec<&(Cluster, Option<String>, Option<String>, Vec<Finding>)> =
+            members
+                .iter()
+                .filter_map(|&i| clusters[i].as_ref())
+                .collect();
         let trust_domain = members
             .iter()
-            .find_map(|&i| {
-                facts[i].trust_domain.clone().or_else(|| {
-                    clusters[i].0.control_planes.first().map(|cp| cp.trust_domain.clone())
-                })
+            .zip(&member_clusters)
+            .find_map(|(&i, c)| {
+                facts[i]
+                    .trust_domain
+                    .clone()
+                    .or_else(|| c.0.control_planes.first().map(|cp| cp.trust_domain.clone()))
             })
             .unwrap_or_else(|| "cluster.local".into());
-        let mut findings = Vec::new();
-        let mut networks: BTreeMap<String, Vec<Cluster>> = BTreeMap::new();
-        for &i in &members {
-            let (cluster, _, network, cluster_findings) = &clusters[i];
-            findings.extend(cluster_findings.iter().cloned());
-            networks
-                .entry(network.clone().unwrap_or_else(|| "unknown".into()))
-                .or_default()
-                .push(cluster.clone());
+        // Tenants: same-named namespaces (read before the clusters move into networks).
+        let mut tenants: BTreeMap<String, Vec<TenantCluster>> = BTreeMap::new();
+        for c in &member_clusters {
+            let cluster = &c.0;
+            for ns in cluster.namespaces.iter() {
+                tenants
+                    .entry(ns.name.clone())
+                    .or_default()
+                    .push(TenantCluster {
+                        cluster: cluster.name.clone(),
+                        injection: ns.injection.clone(),
+                        revision: ns.revision.clone(),
+                        services: ns.services.len() as u32,
+                        authorization_policies: ns.authorization_policies,
+                        peer_authentication: ns.peer_authentication.clone(),
+                    });
+            }
         }
-        let networks: Vec<Network> = networks
+        let tenants = tenants
             .into_iter()
-            .map(|(name, clusters)| Network {
-                name,
+            .map(|(namespace, clusters)| Tenant {
+                namespace,
                 clusters,
-                reachable: false,
-                health: Health::Unknown,
             })
             .collect();
 
         // Services: same namespace + name in several clusters = one service, except hosts the
-        // mesh config (read from the primaries) keeps cluster-local.
+        // mesh config (read from the primaries) keeps cluster-local. Keys are borrowed and
+        // names shared, so a re-derivation allocates per service, not per endpoint group.
         let cluster_local: BTreeSet<&str> = members
             .iter()
             .flat_map(|&i| facts[i].cluster_local_hosts.iter().map(String::as_str))
             .collect();
-        let is_cluster_local = |ns: &str, name: &str| {
-            let host = format!("{name}.{ns}.svc.{trust_domain}");
-            let default_host = format!("{name}.{ns}.svc.cluster.local");
-            cluster_local
-                .iter()
-                .any(|p| host_matches(p, &host) || host_matches(p, &default_host))
-        };
-        let mut services: BTreeMap<(String, String), Vec<EndpointGroup>> = BTreeMap::new();
-        for &i in &members {
+        let mut merged: FxHashMap<(&str, &str), Vec<EndpointGroup>> = FxHashMap::default();
+        for (&i, c) in members.iter().zip(&member_clusters) {
             let f = &facts[i];
-            let network = clusters[i].2.clone().unwrap_or_else(|| "unknown".into());
-            for svc in f
-                .services
-                .iter()
-                .filter(|s| !is_cluster_local(&s.namespace, &s.name))
-            {
-                let groups = services
-                    .entry((svc.namespace.clone(), svc.name.clone()))
+            let cluster: Arc<str> = Arc::from(f.context.as_str());
+            let network: Arc<str> = Arc::from(c.2.as_deref().unwrap_or("unknown"));
+            for svc in &f.services {
+                let groups = merged
+                    .entry((svc.namespace.as_str(), svc.name.as_str()))
                     .or_default();
                 for (locality, (ready, not_ready)) in &svc.localities {
                     groups.push(EndpointGroup {
-                        cluster: f.context.clone(),
+                        cluster: cluster.clone(),
                         network: network.clone(),
                         locality: locality.clone(),
                         ready: *ready,
@@ -958,36 +1035,51 @@ pub fn assemble(facts: &[Arc<ClusterFacts>]) -> Topology {
                 }
             }
         }
-        let services = services
+        let mut host = String::new();
+        let mut is_cluster_local = |ns: &str, name: &str| {
+            [trust_domain.as_str(), "cluster.local"]
+                .iter()
+                .any(|domain| {
+                    host.clear();
+                    for part in [name, ".", ns, ".svc.", domain] {
+                        host.push_str(part);
+                    }
+                    cluster_local.iter().any(|p| host_matches(p, &host))
+                })
+        };
+        let mut merged: Vec<((&str, &str), Vec<EndpointGroup>)> = merged.into_iter().collect();
+        merged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let services = merged
             .into_iter()
+            .filter(|((ns, name), _)| !is_cluster_local(ns, name))
             .map(|((namespace, name), endpoints)| Service {
-                namespace,
-                name,
+                namespace: namespace.to_string(),
+                name: name.to_string(),
                 endpoints,
                 health: Health::Unknown,
             })
             .collect();
 
-        // Tenants: same-named namespaces.
-        let mut tenants: BTreeMap<String, Vec<TenantCluster>> = BTreeMap::new();
+        drop(member_clusters);
+        let mut findings = Vec::new();
+        let mut networks: BTreeMap<String, Vec<Cluster>> = BTreeMap::new();
         for &i in &members {
-            let cluster = &clusters[i].0;
-            for ns in &cluster.namespaces {
-                tenants.entry(ns.name.clone()).or_default().push(TenantCluster {
-                    cluster: cluster.name.clone(),
-                    injection: ns.injection.clone(),
-                    revision: ns.revision.clone(),
-                    services: ns.services.len() as u32,
-                    authorization_policies: ns.authorization_policies,
-                    peer_authentication: ns.peer_authentication.clone(),
-                });
-            }
+            let Some((cluster, _, network, cluster_findings)) = clusters[i].take() else {
+                continue;
+            };
+            findings.extend(cluster_findings);
+            networks
+                .entry(network.unwrap_or_else(|| "unknown".into()))
+                .or_default()
+                .push(cluster);
         }
-        let tenants = tenants
+        let networks: Vec<Network> = networks
             .into_iter()
-            .map(|(namespace, clusters)| Tenant {
-                namespace,
+            .map(|(name, clusters)| Network {
+                name,
                 clusters,
+                reachable: false,
+                health: Health::Unknown,
             })
             .collect();
 

@@ -120,7 +120,10 @@ pub fn mesh(m: &mut Mesh) {
     let mut serving: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for c in m.clusters() {
         for id in &c.served_by {
-            serving.entry(id.clone()).or_default().insert(c.name.clone());
+            serving
+                .entry(id.clone())
+                .or_default()
+                .insert(c.name.clone());
         }
     }
 
@@ -190,7 +193,10 @@ pub fn mesh(m: &mut Mesh) {
                             &mut findings,
                             Severity::Warning,
                             NodeId::control_plane(&cp.id),
-                            format!("remote cluster {} is {} (secret {})", r.id, r.status, r.secret),
+                            format!(
+                                "remote cluster {} is {} (secret {})",
+                                r.id, r.status, r.secret
+                            ),
                         );
                     }
                 }
@@ -242,7 +248,11 @@ pub fn mesh(m: &mut Mesh) {
             NodeId::mesh(&m.id),
             format!(
                 "one control plane ({}) serves all {cluster_count} clusters: no HA",
-                distinct_cps.iter().next().map(|s| s.as_str()).unwrap_or("?")
+                distinct_cps
+                    .iter()
+                    .next()
+                    .map(|s| s.as_str())
+                    .unwrap_or("?")
             ),
         );
     }
@@ -275,34 +285,43 @@ pub fn mesh(m: &mut Mesh) {
         .map(|t| (t.namespace.as_str(), t.clusters.len()))
         .collect();
     for svc in &mut m.services {
-        let counts: Vec<(u32, u32)> = svc.endpoints.iter().map(|e| (e.ready, e.not_ready)).collect();
-        svc.health = endpoints(counts.iter());
-        let node = NodeId::mesh_service(&m.id, &svc.namespace, &svc.name);
-        let ready_clusters: BTreeSet<&str> = svc
+        let (ready, not_ready) = svc
+            .endpoints
+            .iter()
+            .fold((0, 0), |(r, n), e| (r + e.ready, n + e.not_ready));
+        svc.health = endpoints([(ready, not_ready)].iter());
+        // Built only when a finding needs it: most services have none.
+        let node = || NodeId::mesh_service(&m.id, &svc.namespace, &svc.name);
+        let mut ready_in = svc
             .endpoints
             .iter()
             .filter(|e| e.ready > 0)
-            .map(|e| e.cluster.as_str())
-            .collect();
+            .map(|e| &*e.cluster);
+        let first_ready = ready_in.next();
+        let single_cluster = first_ready.is_some() && ready_in.all(|c| Some(c) == first_ready);
         let total = svc.total();
-        if ready_clusters.len() == 1
-            && tenant_spread.get(svc.namespace.as_str()).copied().unwrap_or(0) > 1
+        if single_cluster
+            && tenant_spread
+                .get(svc.namespace.as_str())
+                .copied()
+                .unwrap_or(0)
+                > 1
         {
             push(
                 &mut findings,
                 Severity::Warning,
-                node.clone(),
+                node(),
                 format!(
                     "every ready endpoint ({}) sits in {}: no cross-cluster failover",
                     svc.ready(),
-                    ready_clusters.iter().next().copied().unwrap_or("?")
+                    first_ready.unwrap_or("?")
                 ),
             );
         }
         let stranded: u32 = svc
             .endpoints
             .iter()
-            .filter(|e| unreachable.contains(&e.network))
+            .filter(|e| unreachable.contains(&*e.network))
             .map(|e| e.ready)
             .sum();
         if stranded > 0 {
@@ -310,7 +329,7 @@ pub fn mesh(m: &mut Mesh) {
             push(
                 &mut findings,
                 Severity::Warning,
-                node.clone(),
+                node(),
                 format!(
                     "{stranded} of {total} endpoints sit in a network whose east-west gateway is unhealthy"
                 ),
@@ -320,7 +339,7 @@ pub fn mesh(m: &mut Mesh) {
             push(
                 &mut findings,
                 Severity::Error,
-                node,
+                node(),
                 format!("no ready endpoint in any cluster ({total} not ready)"),
             );
         }

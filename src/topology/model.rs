@@ -2,6 +2,7 @@
 //! mesh-wide services, tenants and findings. Plain data, serialisable as the `-o json` schema.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -232,12 +233,13 @@ pub struct Cluster {
     pub region: Option<String>,
     pub control_planes: Vec<ControlPlane>,
     pub gateways: Vec<Gateway>,
-    pub namespaces: Vec<ClusterNamespace>,
+    /// Shared with the cached per-cluster facts: re-deriving does not copy them.
+    pub namespaces: Arc<Vec<ClusterNamespace>>,
     pub wiring: Option<RemoteWiring>,
     pub endpoints_ready: u64,
     pub endpoints_total: u64,
     /// Workloads that would restart in a failover: `namespace/deployment` of injected workloads.
-    pub injected_workloads: Vec<String>,
+    pub injected_workloads: Arc<Vec<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -252,9 +254,10 @@ pub struct Network {
 /// Endpoints of one service in one cluster and locality.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct EndpointGroup {
-    pub cluster: String,
-    pub network: String,
-    pub locality: String,
+    /// Shared, not copied: one service's groups repeat the same few names many times.
+    pub cluster: Arc<str>,
+    pub network: Arc<str>,
+    pub locality: Arc<str>,
     pub ready: u32,
     pub not_ready: u32,
 }
@@ -394,7 +397,12 @@ impl NodeId {
     /// A node id for people: `service payments/api`, `cluster east-2`, ...
     pub fn describe(id: &str) -> String {
         let (kind, rest) = id.split_once(':').unwrap_or(("", id));
-        let after_mesh = || rest.split_once('/').map(|(_, r)| r).unwrap_or(rest).to_string();
+        let after_mesh = || {
+            rest.split_once('/')
+                .map(|(_, r)| r)
+                .unwrap_or(rest)
+                .to_string()
+        };
         match kind {
             "mesh" => format!("mesh {rest}"),
             "net" => format!("network {}", after_mesh()),

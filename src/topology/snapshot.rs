@@ -241,6 +241,8 @@ pub struct ClusterSnapshot {
     pub istiod_probes: BTreeMap<String, ProbeHistory>,
     /// Keyed by `namespace/service` of the gateway probed.
     pub gateway_probes: BTreeMap<String, GatewayProbe>,
+    /// Index kept on apply: pods whose label `istio-locality` overrides their node's locality.
+    pub pod_localities: BTreeMap<ObjectKey, String>,
 }
 
 impl ClusterSnapshot {
@@ -262,6 +264,20 @@ impl ClusterSnapshot {
                 self.nodes.insert(key, o);
             }
             KubeObject::Pod(o) => {
+                match o
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("istio-locality"))
+                {
+                    Some(loc) => {
+                        self.pod_localities
+                            .insert(key.clone(), loc.replace('.', "/"));
+                    }
+                    None => {
+                        self.pod_localities.remove(&key);
+                    }
+                }
                 self.pods.insert(key, o);
             }
             KubeObject::Service(o) => {
@@ -293,7 +309,10 @@ impl ClusterSnapshot {
         let removed = match kind {
             ObjectKind::Namespace => self.namespaces.remove(key).is_some(),
             ObjectKind::Node => self.nodes.remove(key).is_some(),
-            ObjectKind::Pod => self.pods.remove(key).is_some(),
+            ObjectKind::Pod => {
+                self.pod_localities.remove(key);
+                self.pods.remove(key).is_some()
+            }
             ObjectKind::Service => self.services.remove(key).is_some(),
             ObjectKind::EndpointSlice => self.endpoint_slices.remove(key).is_some(),
             ObjectKind::Deployment => self.deployments.remove(key).is_some(),
@@ -316,12 +335,9 @@ impl ClusterSnapshot {
 
     /// Istio resources of one kind (e.g. `AuthorizationPolicy`).
     pub fn istio_of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a DynamicObject> {
-        self.istio.values().filter(move |o| {
-            o.types
-                .as_ref()
-                .map(|t| t.kind == kind)
-                .unwrap_or(false)
-        })
+        self.istio
+            .values()
+            .filter(move |o| o.types.as_ref().map(|t| t.kind == kind).unwrap_or(false))
     }
 }
 
@@ -449,6 +465,9 @@ mod tests {
         let data = stored.values().next().and_then(|s| s.data.clone());
         let data = data.expect("keys are kept");
         assert_eq!(data.keys().collect::<Vec<_>>(), vec!["east-2"]);
-        assert!(data.values().all(|v| v.0.is_empty()), "values must be dropped");
+        assert!(
+            data.values().all(|v| v.0.is_empty()),
+            "values must be dropped"
+        );
     }
 }

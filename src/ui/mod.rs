@@ -28,7 +28,10 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         let msg = Paragraph::new(vec![
             Line::from(Span::styled("meshtop", theme.title())),
-            Line::from(format!("terminal too small ({}×{})", area.width, area.height)),
+            Line::from(format!(
+                "terminal too small ({}×{})",
+                area.width, area.height
+            )),
             Line::from(format!("needs {MIN_WIDTH}×{MIN_HEIGHT}")),
         ])
         .wrap(Wrap { trim: true })
@@ -40,7 +43,11 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     let [header, body, log_area, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
-        Constraint::Length(if compact { 0 } else { (area.height / 5).clamp(4, 9) }),
+        Constraint::Length(if compact {
+            0
+        } else {
+            (area.height / 5).clamp(4, 9)
+        }),
         Constraint::Length(1),
     ])
     .areas(area);
@@ -50,7 +57,8 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
         draw_tree(frame, app, body);
     } else {
         let [left, right] =
-            Layout::horizontal([Constraint::Percentage(42), Constraint::Percentage(58)]).areas(body);
+            Layout::horizontal([Constraint::Percentage(42), Constraint::Percentage(58)])
+                .areas(body);
         draw_tree(frame, app, left);
         panels::draw(frame, app, right);
         draw_log(frame, app, log_area);
@@ -92,7 +100,10 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
     if app.read_only {
         spans.push(Span::styled(" · read-only", theme.health(Health::Degraded)));
     }
-    spans.push(Span::styled(format!(" · theme {}", theme.name), theme.muted()));
+    spans.push(Span::styled(
+        format!(" · theme {}", theme.name),
+        theme.muted(),
+    ));
     frame.render_widget(Paragraph::new(Line::from(spans)).style(theme.base()), area);
 }
 
@@ -135,7 +146,10 @@ fn draw_tree(frame: &mut Frame, app: &mut App, area: Rect) {
                 .highlight_symbol("");
             frame.render_stateful_widget(tree, area, &mut app.tree_state);
         }
-        Err(e) => frame.render_widget(Paragraph::new(format!("tree error: {e}")).block(block), area),
+        Err(e) => frame.render_widget(
+            Paragraph::new(format!("tree error: {e}")).block(block),
+            area,
+        ),
     }
 }
 
@@ -200,10 +214,16 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     };
     let mut spans = Vec::new();
     if app.filter_editing {
-        spans.push(Span::styled(" type to filter · Enter keep · Esc clear ", theme.accent()));
+        spans.push(Span::styled(
+            " type to filter · Enter keep · Esc clear ",
+            theme.accent(),
+        ));
     } else {
         for (key, label) in hints(scope) {
-            spans.push(Span::styled(format!(" {key}"), theme.accent().add_modifier(Modifier::BOLD)));
+            spans.push(Span::styled(
+                format!(" {key}"),
+                theme.accent().add_modifier(Modifier::BOLD),
+            ));
             spans.push(Span::styled(format!(" {label} "), theme.muted()));
         }
     }

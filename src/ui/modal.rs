@@ -23,8 +23,14 @@ fn frame_block(theme: &Theme, title: &str) -> Block<'static> {
 }
 
 pub fn help(frame: &mut Frame, theme: &Theme, area: Rect) {
-    let mut lines = vec![Line::styled("Keys", theme.accent().add_modifier(Modifier::BOLD))];
-    for (scope, title) in [(Scope::Main, None), (Scope::Failover, Some("In the failover window"))] {
+    let mut lines = vec![Line::styled(
+        "Keys",
+        theme.accent().add_modifier(Modifier::BOLD),
+    )];
+    for (scope, title) in [
+        (Scope::Main, None),
+        (Scope::Failover, Some("In the failover window")),
+    ] {
         if let Some(t) = title {
             lines.push(Line::raw(""));
             lines.push(Line::styled(t, theme.accent().add_modifier(Modifier::BOLD)));
@@ -46,7 +52,9 @@ pub fn help(frame: &mut Frame, theme: &Theme, area: Rect) {
     let rect = centered(area, 72, h);
     clear(frame, rect);
     frame.render_widget(
-        Paragraph::new(lines).block(frame_block(theme, "Help")).wrap(Wrap { trim: false }),
+        Paragraph::new(lines)
+            .block(frame_block(theme, "Help"))
+            .wrap(Wrap { trim: false }),
         rect,
     );
 }
@@ -60,7 +68,9 @@ pub fn message(frame: &mut Frame, theme: &Theme, area: Rect, title: &str, body: 
         Line::styled("Any key closes this.", theme.muted()),
     ];
     frame.render_widget(
-        Paragraph::new(lines).block(frame_block(theme, title)).wrap(Wrap { trim: false }),
+        Paragraph::new(lines)
+            .block(frame_block(theme, title))
+            .wrap(Wrap { trim: false }),
         rect,
     );
 }
@@ -73,7 +83,10 @@ fn step_lines(theme: &Theme, steps: &[StepView]) -> Vec<Line<'static>> {
         .partition(|(_, s)| s.description.contains(": rollout restart "));
     let mut lines = step_rows(theme, others);
     if !restarts.is_empty() {
-        let done = restarts.iter().filter(|(_, s)| matches!(s.result, Some(Ok(())))).count();
+        let done = restarts
+            .iter()
+            .filter(|(_, s)| matches!(s.result, Some(Ok(()))))
+            .count();
         let failed: Vec<String> = restarts
             .iter()
             .filter_map(|(_, s)| match &s.result {
@@ -124,19 +137,34 @@ fn step_rows(theme: &Theme, steps: Vec<(usize, &StepView)>) -> Vec<Line<'static>
 }
 
 pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal, read_only: bool) {
-    let rect = centered(area, area.width.saturating_sub(4).min(120), area.height.saturating_sub(2));
+    let rect = centered(
+        area,
+        area.width.saturating_sub(4).min(120),
+        area.height.saturating_sub(2),
+    );
     clear(frame, rect);
-    let title = if m.is_undo { "Undo failover" } else { "Failover" };
+    let title = if m.is_undo {
+        "Undo failover"
+    } else {
+        "Failover"
+    };
     let mut lines = vec![
         Line::styled(m.plan.title(), theme.title()),
         Line::from(vec![
             Span::styled("from ", theme.muted()),
             Span::styled(m.plan.from.clone(), theme.base()),
             Span::styled("  to ", theme.muted()),
-            Span::styled(m.plan.to.clone(), theme.accent().add_modifier(Modifier::BOLD)),
+            Span::styled(
+                m.plan.to.clone(),
+                theme.accent().add_modifier(Modifier::BOLD),
+            ),
             Span::styled(
                 if m.targets.len() > 1 && m.phase == Phase::Review {
-                    format!("   (target {}/{}, Tab for next)", m.target + 1, m.targets.len())
+                    format!(
+                        "   (target {}/{}, Tab for next)",
+                        m.target + 1,
+                        m.targets.len()
+                    )
                 } else {
                     String::new()
                 },
@@ -158,7 +186,13 @@ pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal,
                 .filter(|c| c.op == Op::Restart)
                 .map(|c| format!("{}/{}", c.namespace.as_deref().unwrap_or(""), c.name))
                 .collect();
-            for (i, c) in m.plan.changes.iter().enumerate().filter(|(_, c)| c.op != Op::Restart) {
+            for (i, c) in m
+                .plan
+                .changes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.op != Op::Restart)
+            {
                 lines.push(Line::from(vec![Span::styled(
                     format!("  {:>2}. {}", i + 1, c.describe()),
                     theme.base(),
@@ -178,7 +212,10 @@ pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal,
                 )]));
             }
             lines.push(Line::raw(""));
-            lines.push(Line::styled("Pre-flight checks", theme.accent().add_modifier(Modifier::BOLD)));
+            lines.push(Line::styled(
+                "Pre-flight checks",
+                theme.accent().add_modifier(Modifier::BOLD),
+            ));
             for c in &m.checks {
                 let h = match c.verdict {
                     Verdict::Pass => Health::Healthy,
@@ -186,7 +223,10 @@ pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal,
                     Verdict::Fail => Health::Down,
                 };
                 lines.push(Line::from(vec![
-                    Span::styled(format!("  {} {:<5}", c.verdict.glyph(), c.verdict.label()), theme.health(h)),
+                    Span::styled(
+                        format!("  {} {:<5}", c.verdict.glyph(), c.verdict.label()),
+                        theme.health(h),
+                    ),
                     Span::styled(format!("{:<28}", c.name), theme.base()),
                     Span::styled(c.reason.clone(), theme.muted()),
                 ]));
@@ -209,14 +249,20 @@ pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal,
             }
         }
         Phase::Running { steps, note } => {
-            lines.push(Line::styled("Applying…", theme.accent().add_modifier(Modifier::BOLD)));
+            lines.push(Line::styled(
+                "Applying…",
+                theme.accent().add_modifier(Modifier::BOLD),
+            ));
             lines.extend(step_lines(theme, steps));
             if let Some(n) = note {
                 lines.push(Line::raw(""));
                 lines.push(Line::styled(format!("⧗ {n}"), theme.muted()));
             }
             lines.push(Line::raw(""));
-            lines.push(Line::styled("Esc hides this window; progress goes on in the event log.", theme.muted()));
+            lines.push(Line::styled(
+                "Esc hides this window; progress goes on in the event log.",
+                theme.muted(),
+            ));
         }
         Phase::Done { ok, message, steps } => {
             lines.extend(step_lines(theme, steps));
@@ -226,7 +272,10 @@ pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal,
             } else {
                 (Health::Down, "✖ Failover failed")
             };
-            lines.push(Line::styled(word, theme.health(h).add_modifier(Modifier::BOLD)));
+            lines.push(Line::styled(
+                word,
+                theme.health(h).add_modifier(Modifier::BOLD),
+            ));
             lines.push(Line::raw(message.clone()));
             lines.push(Line::raw(""));
             lines.push(Line::styled(
@@ -240,6 +289,12 @@ pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal,
         .map(|(k, l)| format!("{k} {l}"))
         .collect::<Vec<_>>()
         .join(" · ");
-    let block = frame_block(theme, title).title_bottom(Span::styled(format!(" {hint} "), theme.muted()));
-    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), rect);
+    let block =
+        frame_block(theme, title).title_bottom(Span::styled(format!(" {hint} "), theme.muted()));
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        rect,
+    );
 }

@@ -15,7 +15,10 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let theme = app.theme();
     let t = &app.topology;
     let (title, body) = match app.selected() {
-        None => ("Details".to_string(), Body::Lines(vec![Line::styled("select a node", theme.muted())])),
+        None => (
+            "Details".to_string(),
+            Body::Lines(vec![Line::styled("select a node", theme.muted())]),
+        ),
         Some(node) => match node {
             NodeRef::Mesh(id) => match t.meshes.iter().find(|m| &m.id == id) {
                 Some(m) => (format!("Mesh {}", m.id), mesh(theme, app, m)),
@@ -41,18 +44,31 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 None => gone(theme),
             },
             NodeRef::ControlPlane(id) => match t.control_plane(id) {
-                Some(cp) => (format!("Control plane {}/{}", cp.namespace, cp.name), control_plane(theme, t, cp)),
+                Some(cp) => (
+                    format!("Control plane {}/{}", cp.namespace, cp.name),
+                    control_plane(theme, t, cp),
+                ),
                 None => gone(theme),
             },
-            NodeRef::Gateway(id) => match t.clusters().flat_map(|c| c.gateways.iter()).find(|g| &g.id == id) {
-                Some(g) => (format!("Gateway {}/{}", g.namespace, g.name), gateway(theme, t, g)),
+            NodeRef::Gateway(id) => match t
+                .clusters()
+                .flat_map(|c| c.gateways.iter())
+                .find(|g| &g.id == id)
+            {
+                Some(g) => (
+                    format!("Gateway {}/{}", g.namespace, g.name),
+                    gateway(theme, t, g),
+                ),
                 None => gone(theme),
             },
             NodeRef::Namespace(c, ns) => match t.mesh_of_cluster(c) {
                 Some(m) => (format!("Tenant {ns}"), tenant(theme, m, ns)),
                 None => gone(theme),
             },
-            NodeRef::Service(c, ns, name) => match t.mesh_of_cluster(c).and_then(|m| m.service(ns, name).map(|s| (m, s))) {
+            NodeRef::Service(c, ns, name) => match t
+                .mesh_of_cluster(c)
+                .and_then(|m| m.service(ns, name).map(|s| (m, s)))
+            {
                 Some((m, s)) => (format!("Service {ns}/{name}"), service(theme, m, s)),
                 None => (
                     format!("Service {ns}/{name}"),
@@ -71,9 +87,12 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     match body {
-        Body::Lines(lines) => {
-            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).style(theme.base()), inner)
-        }
+        Body::Lines(lines) => frame.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .style(theme.base()),
+            inner,
+        ),
         Body::Split(top, table, bottom) => {
             let table_height = (table.rows + 2) as u16;
             let [a, b, c] = Layout::vertical([
@@ -84,7 +103,12 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             .areas(inner);
             frame.render_widget(Paragraph::new(top).style(theme.base()), a);
             frame.render_widget(table.table, b);
-            frame.render_widget(Paragraph::new(bottom).wrap(Wrap { trim: false }).style(theme.base()), c);
+            frame.render_widget(
+                Paragraph::new(bottom)
+                    .wrap(Wrap { trim: false })
+                    .style(theme.base()),
+                c,
+            );
         }
     }
 }
@@ -103,7 +127,10 @@ struct Tab {
 fn gone(theme: &Theme) -> (String, Body) {
     (
         "Details".into(),
-        Body::Lines(vec![Line::styled("this node is gone from the latest data", theme.muted())]),
+        Body::Lines(vec![Line::styled(
+            "this node is gone from the latest data",
+            theme.muted(),
+        )]),
     )
 }
 
@@ -127,10 +154,16 @@ fn kv_health(theme: &Theme, key: &str, h: Health, extra: String) -> Line<'static
 }
 
 fn heading(theme: &Theme, text: &str) -> Line<'static> {
-    Line::styled(text.to_string(), theme.accent().add_modifier(Modifier::BOLD))
+    Line::styled(
+        text.to_string(),
+        theme.accent().add_modifier(Modifier::BOLD),
+    )
 }
 
-fn findings_lines<'a>(theme: &Theme, findings: impl Iterator<Item = &'a Finding>) -> Vec<Line<'static>> {
+fn findings_lines<'a>(
+    theme: &Theme,
+    findings: impl Iterator<Item = &'a Finding>,
+) -> Vec<Line<'static>> {
     findings_list(theme, findings, false)
 }
 
@@ -151,9 +184,15 @@ fn findings_list<'a>(
             Severity::Warning => Health::Degraded,
             Severity::Info => Health::Unknown,
         };
-        let mut spans = vec![Span::styled(format!("{} ", f.severity.glyph()), theme.health(h))];
+        let mut spans = vec![Span::styled(
+            format!("{} ", f.severity.glyph()),
+            theme.health(h),
+        )];
         if with_subject {
-            spans.push(Span::styled(format!("{}: ", NodeId::describe(&f.node)), theme.accent()));
+            spans.push(Span::styled(
+                format!("{}: ", NodeId::describe(&f.node)),
+                theme.accent(),
+            ));
         }
         spans.push(Span::styled(f.message.clone(), theme.base()));
         lines.push(Line::from(spans));
@@ -161,7 +200,12 @@ fn findings_list<'a>(
     lines
 }
 
-fn table(theme: &Theme, header: &[&str], rows: Vec<Vec<Cell<'static>>>, widths: Vec<Constraint>) -> Tab {
+fn table(
+    theme: &Theme,
+    header: &[&str],
+    rows: Vec<Vec<Cell<'static>>>,
+    widths: Vec<Constraint>,
+) -> Tab {
     let n = rows.len();
     let header = Row::new(header.iter().map(|h| Cell::from(h.to_string())))
         .style(theme.muted().add_modifier(Modifier::BOLD));
@@ -183,7 +227,13 @@ fn mesh(theme: &Theme, app: &App, m: &Mesh) -> Body {
     let nets: Vec<String> = m
         .networks
         .iter()
-        .map(|n| format!("{}{}", n.name, if n.reachable { "" } else { " (unreachable)" }))
+        .map(|n| {
+            format!(
+                "{}{}",
+                n.name,
+                if n.reachable { "" } else { " (unreachable)" }
+            )
+        })
         .collect();
     let top = vec![
         kv_health(theme, "status", m.health, String::new()),
@@ -211,9 +261,15 @@ fn mesh(theme: &Theme, app: &App, m: &Mesh) -> Body {
                 .served_by
                 .iter()
                 .filter_map(|id| cps.iter().find(|cp| &cp.id == id).map(|cp| cp.health))
-                .fold(None, |acc: Option<Health>, h| Some(acc.map_or(h, |a| a.worst(h))))
+                .fold(None, |acc: Option<Health>, h| {
+                    Some(acc.map_or(h, |a| a.worst(h)))
+                })
                 .unwrap_or(Health::Down);
-            let gw = c.gateways.iter().map(|g| g.health).fold(Health::Healthy, Health::worst);
+            let gw = c
+                .gateways
+                .iter()
+                .map(|g| g.health)
+                .fold(Health::Healthy, Health::worst);
             let gw_text = if c.gateways.is_empty() {
                 "-".to_string()
             } else {
@@ -233,14 +289,33 @@ fn mesh(theme: &Theme, app: &App, m: &Mesh) -> Body {
                 Cell::from(c.role.label().to_string()),
                 hcell(theme, api, super::age(app.now, c.last_update)),
                 hcell(theme, cp, String::new()),
-                hcell(theme, if c.gateways.is_empty() { Health::Unknown } else { gw }, gw_text),
-                hcell(theme, ep, format!("{}/{}", c.endpoints_ready, c.endpoints_total)),
+                hcell(
+                    theme,
+                    if c.gateways.is_empty() {
+                        Health::Unknown
+                    } else {
+                        gw
+                    },
+                    gw_text,
+                ),
+                hcell(
+                    theme,
+                    ep,
+                    format!("{}/{}", c.endpoints_ready, c.endpoints_total),
+                ),
             ]
         })
         .collect();
     let tab = table(
         theme,
-        &["cluster", "role", "API", "ctrl plane", "gateways", "endpoints"],
+        &[
+            "cluster",
+            "role",
+            "API",
+            "ctrl plane",
+            "gateways",
+            "endpoints",
+        ],
         rows,
         vec![
             Constraint::Length(12),
@@ -251,7 +326,11 @@ fn mesh(theme: &Theme, app: &App, m: &Mesh) -> Body {
             Constraint::Length(11),
         ],
     );
-    Body::Split(top, tab, findings_list(theme, m.findings.iter().take(12), true))
+    Body::Split(
+        top,
+        tab,
+        findings_list(theme, m.findings.iter().take(12), true),
+    )
 }
 
 fn network(theme: &Theme, m: &Mesh, n: &Network) -> Body {
@@ -300,7 +379,10 @@ fn network(theme: &Theme, m: &Mesh, n: &Network) -> Body {
         ]));
     }
     let node = NodeId::network(&m.id, &n.name);
-    lines.extend(findings_lines(theme, m.findings.iter().filter(|f| f.node == node)));
+    lines.extend(findings_lines(
+        theme,
+        m.findings.iter().filter(|f| f.node == node),
+    ));
     Body::Lines(lines)
 }
 
@@ -320,7 +402,11 @@ fn cluster(theme: &Theme, app: &App, c: &Cluster) -> Body {
                 .map(|n| n.name.clone())
                 .unwrap_or_default(),
         ),
-        kv(theme, "region", c.region.clone().unwrap_or_else(|| "?".into())),
+        kv(
+            theme,
+            "region",
+            c.region.clone().unwrap_or_else(|| "?".into()),
+        ),
         kv(
             theme,
             "connection",
@@ -340,7 +426,10 @@ fn cluster(theme: &Theme, app: &App, c: &Cluster) -> Body {
     lines.push(Line::raw(""));
     lines.push(heading(theme, "Served by"));
     if c.served_by.is_empty() {
-        lines.push(Line::styled("  no control plane", theme.health(Health::Down)));
+        lines.push(Line::styled(
+            "  no control plane",
+            theme.health(Health::Down),
+        ));
     }
     for id in &c.served_by {
         match t.control_plane(id) {
@@ -416,37 +505,85 @@ fn cluster(theme: &Theme, app: &App, c: &Cluster) -> Body {
         "endpoints",
         format!("{}/{} ready", c.endpoints_ready, c.endpoints_total),
     ));
-    lines.extend(findings_lines(theme, t.findings_for(&NodeId::cluster(&c.name))));
+    lines.extend(findings_lines(
+        theme,
+        t.findings_for(&NodeId::cluster(&c.name)),
+    ));
     Body::Lines(lines)
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>, unit: &str) -> String {
-    v.map(|v| format!("{v}{unit}")).unwrap_or_else(|| "?".into())
+    v.map(|v| format!("{v}{unit}"))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn control_plane(theme: &Theme, t: &Topology, cp: &ControlPlane) -> Body {
     let mut top = vec![
-        kv_health(theme, "status", cp.health, if cp.ready { "  /ready ok".into() } else { "  not ready".into() }),
-        kv(theme, "cluster", format!("{} (CLUSTER_ID {})", cp.cluster, cp.cluster_id)),
+        kv_health(
+            theme,
+            "status",
+            cp.health,
+            if cp.ready {
+                "  /ready ok".into()
+            } else {
+                "  not ready".into()
+            },
+        ),
+        kv(
+            theme,
+            "cluster",
+            format!("{} (CLUSTER_ID {})", cp.cluster, cp.cluster_id),
+        ),
         kv(theme, "revision", cp.revision.clone()),
-        kv(theme, "version", cp.version.clone().unwrap_or_else(|| "?".into())),
-        kv(theme, "replicas", format!("{}/{} ready", cp.ready_replicas, cp.replicas)),
+        kv(
+            theme,
+            "version",
+            cp.version.clone().unwrap_or_else(|| "?".into()),
+        ),
+        kv(
+            theme,
+            "replicas",
+            format!("{}/{} ready", cp.ready_replicas, cp.replicas),
+        ),
         kv(theme, "connected proxies", opt(cp.connected_proxies, "")),
-        kv(theme, "push rate", opt(cp.push_rate.map(|r| format!("{r:.0}")), "/min")),
-        kv(theme, "convergence", opt(cp.convergence_ms.map(|r| format!("{r:.1}")), " ms (mean)")),
+        kv(
+            theme,
+            "push rate",
+            opt(cp.push_rate.map(|r| format!("{r:.0}")), "/min"),
+        ),
+        kv(
+            theme,
+            "convergence",
+            opt(cp.convergence_ms.map(|r| format!("{r:.1}")), " ms (mean)"),
+        ),
         kv(
             theme,
             "serves remotes",
-            if cp.external_istiod { "allowed (EXTERNAL_ISTIOD=true)" } else { "no" },
+            if cp.external_istiod {
+                "allowed (EXTERNAL_ISTIOD=true)"
+            } else {
+                "no"
+            },
         ),
-        kv(theme, "exposed at", cp.exposed_at.clone().unwrap_or_else(|| "-".into())),
+        kv(
+            theme,
+            "exposed at",
+            cp.exposed_at.clone().unwrap_or_else(|| "-".into()),
+        ),
         kv(theme, "trust domain", cp.trust_domain.clone()),
     ];
     if cp.external {
-        top.push(kv(theme, "external", format!("runs in {}, configures {}", cp.cluster, cp.cluster_id)));
+        top.push(kv(
+            theme,
+            "external",
+            format!("runs in {}, configures {}", cp.cluster, cp.cluster_id),
+        ));
     }
     if let Some(e) = &cp.probe_error {
-        top.push(Line::styled(format!("probe error: {e}"), theme.health(Health::Degraded)));
+        top.push(Line::styled(
+            format!("probe error: {e}"),
+            theme.health(Health::Degraded),
+        ));
     }
     let served: Vec<String> = t
         .clusters()
@@ -469,7 +606,10 @@ fn control_plane(theme: &Theme, t: &Topology, cp: &ControlPlane) -> Body {
                 Cell::from(r.id.clone()),
                 hcell(theme, h, r.status.clone()),
                 Cell::from(r.secret.clone()),
-                Cell::from(format!("{}", cp.proxies_by_cluster.get(&r.id).copied().unwrap_or(0))),
+                Cell::from(format!(
+                    "{}",
+                    cp.proxies_by_cluster.get(&r.id).copied().unwrap_or(0)
+                )),
             ]
         })
         .collect();
@@ -488,7 +628,10 @@ fn control_plane(theme: &Theme, t: &Topology, cp: &ControlPlane) -> Body {
     if let Some(local) = cp.proxies_by_cluster.get(&cp.cluster_id) {
         bottom.push(kv(theme, "local proxies", format!("{local}")));
     }
-    bottom.extend(findings_lines(theme, t.findings_for(&NodeId::control_plane(&cp.id))));
+    bottom.extend(findings_lines(
+        theme,
+        t.findings_for(&NodeId::control_plane(&cp.id)),
+    ));
     Body::Split(top, tab, bottom)
 }
 
@@ -513,7 +656,11 @@ fn gateway(theme: &Theme, t: &Topology, g: &Gateway) -> Body {
     lines.push(kv(
         theme,
         "ports",
-        g.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+        g.ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
     ));
     lines.push(kv(
         theme,
@@ -527,9 +674,16 @@ fn gateway(theme: &Theme, t: &Topology, g: &Gateway) -> Body {
     lines.push(kv(
         theme,
         "exposes istiod",
-        if g.exposes_istiod { "yes (15012, 15017)" } else { "no" },
+        if g.exposes_istiod {
+            "yes (15012, 15017)"
+        } else {
+            "no"
+        },
     ));
-    lines.extend(findings_lines(theme, t.findings_for(&NodeId::gateway(&g.id))));
+    lines.extend(findings_lines(
+        theme,
+        t.findings_for(&NodeId::gateway(&g.id)),
+    ));
     Body::Lines(lines)
 }
 
@@ -559,7 +713,14 @@ fn tenant(theme: &Theme, m: &Mesh, ns: &str) -> Body {
         .collect();
     let tab = table(
         theme,
-        &["cluster", "injection", "revision", "svcs", "authz", "peer auth"],
+        &[
+            "cluster",
+            "injection",
+            "revision",
+            "svcs",
+            "authz",
+            "peer auth",
+        ],
         rows,
         vec![
             Constraint::Length(10),
@@ -572,7 +733,9 @@ fn tenant(theme: &Theme, m: &Mesh, ns: &str) -> Body {
     );
     let bottom = findings_lines(
         theme,
-        m.findings.iter().filter(|f| f.node == NodeId::tenant(&m.id, ns)),
+        m.findings
+            .iter()
+            .filter(|f| f.node == NodeId::tenant(&m.id, ns)),
     );
     Body::Split(top, tab, bottom)
 }
@@ -598,25 +761,39 @@ fn bar(theme: &Theme, ready: u32, not_ready: u32, max: u32, width: usize) -> Vec
 }
 
 fn service(theme: &Theme, m: &Mesh, s: &Service) -> Body {
-    let clusters: std::collections::BTreeSet<&str> = s.endpoints.iter().map(|e| e.cluster.as_str()).collect();
+    let clusters: std::collections::BTreeSet<&str> =
+        s.endpoints.iter().map(|e| &*e.cluster).collect();
     let mut lines = vec![
         kv_health(theme, "status", s.health, String::new()),
         kv(
             theme,
             "endpoints",
-            format!("{}/{} ready in {} cluster(s)", s.ready(), s.total(), clusters.len()),
+            format!(
+                "{}/{} ready in {} cluster(s)",
+                s.ready(),
+                s.total(),
+                clusters.len()
+            ),
         ),
         Line::raw(""),
         Line::from(vec![
-            Span::styled("Endpoint distribution  ", theme.accent().add_modifier(Modifier::BOLD)),
+            Span::styled(
+                "Endpoint distribution  ",
+                theme.accent().add_modifier(Modifier::BOLD),
+            ),
             Span::styled("█", Style::new().fg(theme.bar_ready)),
             Span::styled(" ready  ", theme.muted()),
             Span::styled("░", Style::new().fg(theme.bar_not_ready)),
             Span::styled(" not ready", theme.muted()),
         ]),
     ];
-    let max = s.endpoints.iter().map(|e| e.ready + e.not_ready).max().unwrap_or(1);
-    let mut networks: Vec<&str> = s.endpoints.iter().map(|e| e.network.as_str()).collect();
+    let max = s
+        .endpoints
+        .iter()
+        .map(|e| e.ready + e.not_ready)
+        .max()
+        .unwrap_or(1);
+    let mut networks: Vec<&str> = s.endpoints.iter().map(|e| &*e.network).collect();
     networks.dedup();
     networks.sort();
     networks.dedup();
@@ -636,8 +813,12 @@ fn service(theme: &Theme, m: &Mesh, s: &Service) -> Body {
         }
         lines.push(Line::from(head));
         let mut last_cluster = "";
-        for e in s.endpoints.iter().filter(|e| e.network == net) {
-            let cluster = if e.cluster == last_cluster { String::new() } else { e.cluster.clone() };
+        for e in s.endpoints.iter().filter(|e| &*e.network == net) {
+            let cluster = if &*e.cluster == last_cluster {
+                String::new()
+            } else {
+                e.cluster.to_string()
+            };
             last_cluster = &e.cluster;
             let h = crate::topology::health::endpoints([(e.ready, e.not_ready)].iter());
             let mut spans = vec![
@@ -646,11 +827,17 @@ fn service(theme: &Theme, m: &Mesh, s: &Service) -> Body {
                 Span::styled(format!("{} ", h.glyph()), theme.health(h)),
             ];
             spans.extend(bar(theme, e.ready, e.not_ready, max, 16));
-            spans.push(Span::styled(format!(" {}/{}", e.ready, e.ready + e.not_ready), theme.base()));
+            spans.push(Span::styled(
+                format!(" {}/{}", e.ready, e.ready + e.not_ready),
+                theme.base(),
+            ));
             lines.push(Line::from(spans));
         }
     }
     let node = NodeId::mesh_service(&m.id, &s.namespace, &s.name);
-    lines.extend(findings_lines(theme, m.findings.iter().filter(|f| f.node == node)));
+    lines.extend(findings_lines(
+        theme,
+        m.findings.iter().filter(|f| f.node == node),
+    ));
     Body::Lines(lines)
 }

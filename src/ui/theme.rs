@@ -11,7 +11,10 @@ use crate::topology::model::Health;
 pub const BUILTIN: &[(&str, &str)] = &[
     ("dark", include_str!("../../themes/dark.toml")),
     ("light", include_str!("../../themes/light.toml")),
-    ("high-contrast", include_str!("../../themes/high-contrast.toml")),
+    (
+        "high-contrast",
+        include_str!("../../themes/high-contrast.toml"),
+    ),
     ("colorblind", include_str!("../../themes/colorblind.toml")),
     ("mono", include_str!("../../themes/mono.toml")),
 ];
@@ -214,7 +217,9 @@ mod tests {
 
     #[test]
     fn bad_colour_is_named_in_the_error() {
-        let text = BUILTIN[0].1.replace("#5fd75f\"\ndegraded", "not-a-colour\"\ndegraded");
+        let text = BUILTIN[0]
+            .1
+            .replace("#5fd75f\"\ndegraded", "not-a-colour\"\ndegraded");
         let err = Theme::parse(&text).unwrap_err();
         assert!(err.contains("healthy"), "{err}");
     }

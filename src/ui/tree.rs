@@ -88,7 +88,14 @@ impl Builder<'_> {
         self.topology.findings_for(node).count()
     }
 
-    fn node(&self, id: String, reference: NodeRef, name: &str, line: Line<'static>, children: Vec<Node>) -> Node {
+    fn node(
+        &self,
+        id: String,
+        reference: NodeRef,
+        name: &str,
+        line: Line<'static>,
+        children: Vec<Node>,
+    ) -> Node {
         let matches = self.filter.is_empty() || name.to_lowercase().contains(&self.filter);
         Node {
             id,
@@ -137,7 +144,13 @@ impl Builder<'_> {
                     .map(|o| {
                         let id = format!("serves:{}:{}", cp.id, o.name);
                         let line = self.line(o.status, &o.name, format!("↳ {}", o.role.label()), 0);
-                        self.node(id, NodeRef::Served(cp.id.clone(), o.name.clone()), &o.name, line, vec![])
+                        self.node(
+                            id,
+                            NodeRef::Served(cp.id.clone(), o.name.clone()),
+                            &o.name,
+                            line,
+                            vec![],
+                        )
                     })
                     .collect();
                 let detail = format!(
@@ -150,7 +163,13 @@ impl Builder<'_> {
                 let label = format!("{}/{}", cp.namespace, cp.name);
                 let id = NodeId::control_plane(&cp.id);
                 let line = self.line(cp.health, &label, detail, self.findings(&id));
-                self.node(id, NodeRef::ControlPlane(cp.id.clone()), &label, line, served)
+                self.node(
+                    id,
+                    NodeRef::ControlPlane(cp.id.clone()),
+                    &label,
+                    line,
+                    served,
+                )
             })
             .collect();
         let gw_nodes: Vec<Node> = c
@@ -176,8 +195,10 @@ impl Builder<'_> {
                                 let here: (u32, u32) = s
                                     .endpoints
                                     .iter()
-                                    .filter(|e| e.cluster == c.name)
-                                    .fold((0, 0), |(r, t), e| (r + e.ready, t + e.ready + e.not_ready));
+                                    .filter(|e| *e.cluster == *c.name)
+                                    .fold((0, 0), |(r, t), e| {
+                                        (r + e.ready, t + e.ready + e.not_ready)
+                                    });
                                 let counts = [(here.0, here.1 - here.0)];
                                 (
                                     crate::topology::health::endpoints(counts.iter()),
@@ -201,26 +222,63 @@ impl Builder<'_> {
                 let id = NodeId::namespace(&c.name, &ns.name);
                 let findings = self.findings(&NodeId::tenant(&mesh.id, &ns.name));
                 let line = self.line(ns.health, &ns.name, ns.injection.clone(), findings);
-                self.node(id, NodeRef::Namespace(c.name.clone(), ns.name.clone()), &ns.name, line, services)
+                self.node(
+                    id,
+                    NodeRef::Namespace(c.name.clone(), ns.name.clone()),
+                    &ns.name,
+                    line,
+                    services,
+                )
             })
             .collect();
-        let group = |kind: &str, label: &str, reference: NodeRef, children: Vec<Node>, health: Health| {
-            let id = format!("grp:{kind}:{}", c.name);
-            let line = self.line(health, label, format!("({})", children.len()), 0);
-            self.node(id, reference, label, line, children)
-        };
-        let cp_health = c.control_planes.iter().map(|cp| cp.health).fold(Health::Healthy, Health::worst);
-        let gw_health = c.gateways.iter().map(|g| g.health).fold(Health::Healthy, Health::worst);
-        let ns_health = c.namespaces.iter().map(|n| n.health).fold(Health::Healthy, Health::worst);
+        let group =
+            |kind: &str, label: &str, reference: NodeRef, children: Vec<Node>, health: Health| {
+                let id = format!("grp:{kind}:{}", c.name);
+                let line = self.line(health, label, format!("({})", children.len()), 0);
+                self.node(id, reference, label, line, children)
+            };
+        let cp_health = c
+            .control_planes
+            .iter()
+            .map(|cp| cp.health)
+            .fold(Health::Healthy, Health::worst);
+        let gw_health = c
+            .gateways
+            .iter()
+            .map(|g| g.health)
+            .fold(Health::Healthy, Health::worst);
+        let ns_health = c
+            .namespaces
+            .iter()
+            .map(|n| n.health)
+            .fold(Health::Healthy, Health::worst);
         let mut children = Vec::new();
         if !cp_nodes.is_empty() {
-            children.push(group("cp", "Control planes", NodeRef::ControlPlanes(c.name.clone()), cp_nodes, cp_health));
+            children.push(group(
+                "cp",
+                "Control planes",
+                NodeRef::ControlPlanes(c.name.clone()),
+                cp_nodes,
+                cp_health,
+            ));
         }
         if !gw_nodes.is_empty() {
-            children.push(group("gw", "Gateways", NodeRef::Gateways(c.name.clone()), gw_nodes, gw_health));
+            children.push(group(
+                "gw",
+                "Gateways",
+                NodeRef::Gateways(c.name.clone()),
+                gw_nodes,
+                gw_health,
+            ));
         }
         if !ns_nodes.is_empty() {
-            children.push(group("ns", "Namespaces", NodeRef::Namespaces(c.name.clone()), ns_nodes, ns_health));
+            children.push(group(
+                "ns",
+                "Namespaces",
+                NodeRef::Namespaces(c.name.clone()),
+                ns_nodes,
+                ns_health,
+            ));
         }
         let served = c
             .served_by
@@ -238,7 +296,13 @@ impl Builder<'_> {
         );
         let id = NodeId::cluster(&c.name);
         let line = self.line(c.status, &c.name, detail, self.findings(&id));
-        self.node(id, NodeRef::Cluster(c.name.clone()), &c.name, line, children)
+        self.node(
+            id,
+            NodeRef::Cluster(c.name.clone()),
+            &c.name,
+            line,
+            children,
+        )
     }
 }
 
@@ -264,15 +328,17 @@ pub fn build(topology: &Topology, filter: &str, theme: &Theme) -> TreeModel {
                     if net.reachable { "" } else { " · unreachable" }
                 );
                 let line = b.line(net.health, &net.name, detail, b.findings(&id));
-                b.node(id, NodeRef::Network(mesh.id.clone(), net.name.clone()), &net.name, line, clusters)
+                b.node(
+                    id,
+                    NodeRef::Network(mesh.id.clone(), net.name.clone()),
+                    &net.name,
+                    line,
+                    clusters,
+                )
             })
             .collect();
         let id = NodeId::mesh(&mesh.id);
-        let detail = format!(
-            "{} · {} services",
-            mesh.trust_domain,
-            mesh.services.len()
-        );
+        let detail = format!("{} · {} services", mesh.trust_domain, mesh.services.len());
         let line = b.line(mesh.health, &mesh.id, detail, b.findings(&id));
         let node = b.node(id, NodeRef::Mesh(mesh.id.clone()), &mesh.id, line, networks);
         if let Some(node) = b.keep(node) {
@@ -288,7 +354,11 @@ pub fn build(topology: &Topology, filter: &str, theme: &Theme) -> TreeModel {
 
 /// Every path to a node with children: opening all of them shows every filter match.
 pub fn all_parent_paths(items: &[TreeItem<'static, String>]) -> Vec<Vec<String>> {
-    fn walk(items: &[TreeItem<'static, String>], prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    fn walk(
+        items: &[TreeItem<'static, String>],
+        prefix: &mut Vec<String>,
+        out: &mut Vec<Vec<String>>,
+    ) {
         for item in items {
             if !item.children().is_empty() {
                 prefix.push(item.identifier().clone());

@@ -1,0 +1,71 @@
+//! Where derivation time goes on the benchmark's big mesh, in CPU time of this thread (from
+//! /proc/thread-self/schedstat, so other load on the machine does not inflate the figures).
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use meshtop::sources::demo::{DemoSim, Scale};
+use meshtop::topology::derive::{assemble, cluster_facts, Deriver};
+use meshtop::topology::snapshot::{KubeObject, Update};
+
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn main() {
+    let scale = Scale {
+        clusters: 20,
+        services: std::env::var("SERVICES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000),
+        endpoints_per_service_cluster: 10,
+        clusters_per_service: 5,
+    };
+    let mut sim = DemoSim::scaled(42, scale);
+    let _ = sim.drain();
+    let mut store = sim.world().clone();
+    for _ in 0..3 {
+        let t = cpu_ns();
+        let facts: Vec<_> = store
+            .clusters
+            .iter()
+            .map(|c| Arc::new(cluster_facts(c)))
+            .collect();
+        let f = cpu_ns() - t;
+        let t = cpu_ns();
+        let _ = assemble(&facts);
+        let a = cpu_ns() - t;
+        println!(
+            "cluster facts (20 clusters): {:.1} ms cpu, assemble: {:.1} ms cpu",
+            f as f64 / 1e6,
+            a as f64 / 1e6
+        );
+    }
+    let mut deriver = Deriver::default();
+    let _ = deriver.derive(&store);
+    for i in 0..5 {
+        let cluster = &store.clusters[7];
+        let mut slice = cluster.endpoint_slices.values().next().unwrap().clone();
+        slice.endpoints.as_mut().unwrap()[0]
+            .conditions
+            .get_or_insert_with(Default::default)
+            .ready = Some(i % 2 == 0);
+        let context = cluster.context.clone();
+        store.apply(
+            Update::Apply {
+                context,
+                object: Box::new(KubeObject::EndpointSlice(slice)),
+            },
+            SystemTime::now(),
+        );
+        let t = cpu_ns();
+        let _ = deriver.derive(&store);
+        println!(
+            "after one endpoint change: {:.1} ms cpu",
+            (cpu_ns() - t) as f64 / 1e6
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! Renders the real screens (the same `ui::draw` the terminal uses, into ratatui's TestBackend)
+//! and rasterises each cell with DejaVu Sans Mono into a PNG under `screenshots/`.
+//!
+//! Run through `screenshots/make.sh` (or `cargo run --example screenshots`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use meshtop::app::state::App;
+use meshtop::engine::{diff, LogEntry};
+use meshtop::sources::demo::DemoSim;
+use meshtop::topology::derive::derive;
+use meshtop::topology::model::Topology;
+use meshtop::ui::{self, theme, tree};
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::{Color, Modifier};
+use ratatui::Terminal;
+
+const FONT_DIR: &str = "/usr/share/fonts/truetype/dejavu";
+const CELL_W: u32 = 9;
+const CELL_H: u32 = 18;
+const PX: f32 = 15.0;
+
+struct Fonts<'a> {
+    regular: FontRef<'a>,
+    bold: FontRef<'a>,
+    fallback: FontRef<'a>,
+}
+
+fn xterm(i: u8) -> [u8; 3] {
+    const BASE: [[u8; 3]; 16] = [
+        [0, 0, 0],
+        [205, 49, 49],
+        [13, 188, 121],
+        [229, 229, 16],
+        [36, 114, 200],
+        [188, 63, 188],
+        [17, 168, 205],
+        [229, 229, 229],
+        [102, 102, 102],
+        [241, 76, 76],
+        [35, 209, 139],
+        [245, 245, 67],
+        [59, 142, 234],
+        [214, 112, 214],
+        [41, 184, 219],
+        [255, 255, 255],
+    ];
+    match i {
+        0..=15 => BASE[i as usize],
+        16..=231 => {
+            let i = i - 16;
+            let v = |x: u8| if x == 0 { 0 } else { 55 + x * 40 };
+            [v(i / 36), v((i / 6) % 6), v(i % 6)]
+        }
+        _ => {
+            let g = 8 + (i - 232) * 10;
+            [g, g, g]
+        }
+    }
+}
+
+fn rgb(color: Color, default: [u8; 3]) -> [u8; 3] {
+    match color {
+        Color::Reset => default,
+        Color::Black => xterm(0),
+        Color::Red => xterm(1),
+        Color::Green => xterm(2),
+        Color::Yellow => xterm(3),
+        Color::Blue => xterm(4),
+        Color::Magenta => xterm(5),
+        Color::Cyan => xterm(6),
+        Color::Gray => xterm(7),
+        Color::DarkGray => xterm(8),
+        Color::LightRed => xterm(9),
+        Color::LightGreen => xterm(10),
+        Color::LightYellow => xterm(11),
+        Color::LightBlue => xterm(12),
+        Color::LightMagenta => xterm(13),
+        Color::LightCyan => xterm(14),
+        Color::White => xterm(15),
+        Color::Indexed(i) => xterm(i),
+        Color::Rgb(r, g, b) => [r, g, b],
+    }
+}
+
+fn rasterise(
+    buffer: &Buffer,
+    fonts: &Fonts,
+    default_fg: [u8; 3],
+    default_bg: [u8; 3],
+    path: &Path,
+) {
+    let (cols, rows) = (buffer.area.width as u32, buffer.area.height as u32);
+    let (w, h) = (cols * CELL_W, rows * CELL_H);
+    let mut img = vec![0u8; (w * h * 3) as usize];
+    let scale = PxScale::from(PX);
+    for y in 0..rows {
+        for x in 0..cols {
+            let cell = &buffer[(x as u16, y as u16)];
+            let mut fg = rgb(cell.fg, default_fg);
+            let mut bg = rgb(cell.bg, default_bg);
+            if cell.modifier.contains(Modifier::REVERSED) {
+                std::mem::swap(&mut fg, &mut bg);
+            }
+            for py in 0..CELL_H {
+                for px in 0..CELL_W {
+                    let i = (((y * CELL_H + py) * w + x * CELL_W + px) * 3) as usize;
+                    img[i..i + 3].copy_from_slice(&bg);
+                }
+            }
+            let Some(ch) = cell.symbol().chars().next() else {
+                continue;
+            };
+            if ch == ' ' {
+                continue;
+            }
+            let font = if cell.modifier.contains(Modifier::BOLD) {
+                &fonts.bold
+            } else {
+                &fonts.regular
+            };
+            let font = if font.glyph_id(ch).0 == 0 {
+                &fonts.fallback
+            } else {
+                font
+            };
+            let scaled = font.as_scaled(scale);
+            let glyph = font.glyph_id(ch).with_scale_and_position(
+                scale,
+                ab_glyph::point(
+                    (x * CELL_W) as f32,
+                    (y * CELL_H) as f32 + scaled.ascent() + 1.0,
+                ),
+            );
+            let Some(outline) = font.outline_glyph(glyph) else {
+                continue;
+            };
+            let bounds = outline.px_bounds();
+            outline.draw(|gx, gy, coverage| {
+                let px = bounds.min.x as i64 + gx as i64;
+                let py = bounds.min.y as i64 + gy as i64;
+                if px < 0 || py < 0 || px >= w as i64 || py >= h as i64 {
+                    return;
+                }
+                let i = ((py as u32 * w + px as u32) * 3) as usize;
+                for c in 0..3 {
+                    let base = img[i + c] as f32;
+                    img[i + c] = (base + (fg[c] as f32 - base) * coverage.min(1.0)) as u8;
+                }
+            });
+        }
+    }
+    let file = std::fs::File::create(path).expect("create png");
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().expect("png header");
+    writer.write_image_data(&img).expect("png data");
+    println!("wrote {}", path.display());
+}
+
+/// The demo after `ticks` simulated seconds, with the event log those seconds produced.
+fn demo_at(seed: u64, ticks: u64) -> (Arc<Topology>, Vec<LogEntry>) {
+    let mut sim = DemoSim::new(seed);
+    let _ = sim.drain();
+    let start = 1_795_600_000;
+    let mut previous = derive(sim.world());
+    let mut log = Vec::new();
+    for t in 1..=ticks {
+        let _ = sim.step();
+        let next = derive(sim.world());
+        log.extend(diff(&previous, &next, start + t));
+        previous = next;
+    }
+    (Arc::new(previous), log)
+}
+
+fn app(topology: Arc<Topology>, log: Vec<LogEntry>, theme_name: &str) -> App {
+    let (themes, _) = theme::discover(None);
+    let index = themes
+        .iter()
+        .position(|t| t.name == theme_name)
+        .expect("theme exists");
+    let mut app = App::new(themes, index, "demo · seed 7".into(), false);
+    app.on_topology(topology, log);
+    app.now = app
+        .topology
+        .clusters()
+        .filter_map(|c| c.last_update)
+        .max()
+        .unwrap_or(0);
+    app
+}
+
+fn select(app: &mut App, id: &str) {
+    let path = tree::path_to(&app.tree_items, id).expect("node exists");
+    for i in 1..path.len() {
+        app.tree_state.open(path[..i].to_vec());
+    }
+    app.tree_state.select(path);
+}
+
+fn shoot(app: &mut App, fonts: &Fonts, name: &str) {
+    let mut terminal = Terminal::new(TestBackend::new(160, 46)).expect("backend");
+    terminal.draw(|f| ui::draw(f, app)).expect("draw");
+    let t = app.theme();
+    let default_bg = if t.name == "light" {
+        [250, 250, 250]
+    } else {
+        [24, 24, 28]
+    };
+    let default_fg = if t.name == "light" {
+        [32, 32, 32]
+    } else {
+        [208, 208, 208]
+    };
+    rasterise(
+        terminal.backend().buffer(),
+        fonts,
+        default_fg,
+        default_bg,
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("screenshots")
+            .join(name),
+    );
+}
+
+fn main() {
+    let read = |f: &str| {
+        std::fs::read(Path::new(FONT_DIR).join(f))
+            .unwrap_or_else(|e| panic!("{FONT_DIR}/{f}: {e} (apt-get install fonts-dejavu-core)"))
+    };
+    let (regular, bold, fallback) = (
+        read("DejaVuSansMono.ttf"),
+        read("DejaVuSansMono-Bold.ttf"),
+        read("DejaVuSans.ttf"),
+    );
+    let fonts = Fonts {
+        regular: FontRef::try_from_slice(&regular).expect("font"),
+        bold: FontRef::try_from_slice(&bold).expect("font"),
+        fallback: FontRef::try_from_slice(&fallback).expect("font"),
+    };
+
+    // Overview: the mesh health matrix while west-1's gateway has lost its address.
+    let (topology, log) = demo_at(7, 50);
+    let mut overview = app(topology.clone(), log.clone(), "dark");
+    select(&mut overview, "mesh:mesh-alpha");
+    shoot(&mut overview, &fonts, "overview.png");
+
+    // A service's endpoint distribution across networks and localities.
+    let mut service = app(topology.clone(), log.clone(), "dark");
+    select(&mut service, "svc:east-1/payments/api");
+    shoot(&mut service, &fonts, "service.png");
+
+    // The failover modal: plan and pre-flight checks for the remote east-2.
+    let (calm, calm_log) = demo_at(7, 10);
+    let mut failover = app(calm, calm_log, "dark");
+    select(&mut failover, "cluster:east-2");
+    failover.on_key(KeyEvent::new(KeyCode::Char('f'), KeyModifiers::NONE));
+    shoot(&mut failover, &fonts, "failover.png");
+
+    // The light theme.
+    let mut light = app(topology, log, "light");
+    select(&mut light, "cp:east-1/istio-system/istiod");
+    shoot(&mut light, &fonts, "light.png");
+}

@@ -1,0 +1,118 @@
+//! The binary's headless paths: `--once -o json|table`, and clear errors for bad input.
+
+use std::process::Command;
+
+fn meshtop(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_meshtop"))
+        .args(args)
+        .env_remove("NO_COLOR")
+        .env(
+            "XDG_CONFIG_HOME",
+            std::env::temp_dir().join("meshtop-cli-no-config"),
+        )
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn once_json_follows_the_documented_schema() {
+    let out = meshtop(&["--demo", "--seed", "4", "--once", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let meshes = v["meshes"].as_array().unwrap();
+    assert_eq!(meshes.len(), 2);
+    let alpha = &meshes[0];
+    assert_eq!(alpha["id"], "mesh-alpha");
+    assert_eq!(alpha["trust_domain"], "cluster.local");
+    let cluster = &alpha["networks"][0]["clusters"][0];
+    for key in [
+        "name",
+        "role",
+        "status",
+        "served_by",
+        "control_planes",
+        "gateways",
+    ] {
+        assert!(!cluster[key].is_null(), "cluster lacks {key}");
+    }
+    let cp = &cluster["control_planes"][0];
+    for key in [
+        "name",
+        "revision",
+        "ready",
+        "version",
+        "connected_proxies",
+        "remote_clusters",
+    ] {
+        assert!(!cp[key].is_null(), "control plane lacks {key}");
+    }
+    assert!(cp["remote_clusters"][0]["id"].is_string());
+    assert!(cp["remote_clusters"][0]["status"].is_string());
+    let gw = &cluster["gateways"][0];
+    for key in ["name", "kind", "ready_pods", "pods", "address", "healthy"] {
+        assert!(gw.get(key).is_some(), "gateway lacks {key}");
+    }
+    let svc = &alpha["services"][0];
+    let ep = &svc["endpoints"][0];
+    for key in ["cluster", "network", "locality", "ready", "not_ready"] {
+        assert!(!ep[key].is_null(), "endpoint group lacks {key}");
+    }
+    assert!(alpha["tenants"][0]["clusters"][0]["injection"].is_string());
+    assert!(alpha["findings"][0]["severity"].is_string());
+    let total_services: usize = meshes
+        .iter()
+        .map(|m| m["services"].as_array().unwrap().len())
+        .sum();
+    assert!(total_services >= 30, "{total_services}");
+    // Remote secrets are read for their keys only: no value may leave the process.
+    assert!(
+        !text.contains("ZGVtbw=="),
+        "a secret value leaked into the output"
+    );
+}
+
+#[test]
+fn once_table_is_a_human_summary() {
+    let out = meshtop(&["--demo", "--once"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("MESH ✔ mesh-alpha"), "{text}");
+    assert!(text.contains("CLUSTER"));
+    assert!(text.contains("east-2") && text.contains("remote"));
+}
+
+#[test]
+fn bad_input_gets_a_clear_message() {
+    let out = meshtop(&["--demo", "--once", "--theme", "no-such-theme"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown theme \"no-such-theme\""), "{err}");
+    assert!(
+        err.contains("dark") && err.contains("mono"),
+        "lists the choices: {err}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("meshtop-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("config.toml");
+    std::fs::write(&cfg, "theme = [\n").unwrap();
+    let out = meshtop(&["--demo", "--once", "--config", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.toml is not valid"), "{err}");
+
+    let theme = dir.join("broken.toml");
+    std::fs::write(&theme, "name = \"broken\"\n[colors]\nbg = \"nope\"\n").unwrap();
+    let out = meshtop(&["--demo", "--once", "--theme", theme.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.toml"));
+
+    let out = meshtop(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--demo"));
+}
