@@ -118,6 +118,9 @@ fn rasterise(
             if ch == ' ' {
                 continue;
             }
+            if box_drawing(&mut img, w, x * CELL_W, y * CELL_H, ch, fg) {
+                continue;
+            }
             let font = if cell.modifier.contains(Modifier::BOLD) {
                 &fonts.bold
             } else {
@@ -161,6 +164,60 @@ fn rasterise(
     let mut writer = encoder.write_header().expect("png header");
     writer.write_image_data(&img).expect("png data");
     println!("wrote {}", path.display());
+}
+
+/// Lines and blocks drawn exactly to the cell, so borders join and bars are solid.
+fn box_drawing(img: &mut [u8], w: u32, x0: u32, y0: u32, ch: char, fg: [u8; 3]) -> bool {
+    // (left, right, up, down) arms from the cell centre; or a shaded block.
+    let arms = match ch {
+        '─' => (true, true, false, false),
+        '│' => (false, false, true, true),
+        '┌' => (false, true, false, true),
+        '┐' => (true, false, false, true),
+        '└' => (false, true, true, false),
+        '┘' => (true, false, true, false),
+        '├' => (false, true, true, true),
+        '┤' => (true, false, true, true),
+        '┬' => (true, true, false, true),
+        '┴' => (true, true, true, false),
+        '┼' => (true, true, true, true),
+        '█' | '░' | '▏' => {
+            for py in 0..CELL_H {
+                for px in 0..CELL_W {
+                    let on = match ch {
+                        '█' => true,
+                        '░' => (px + py) % 3 == 0,
+                        _ => px < 2,
+                    };
+                    if on {
+                        let i = (((y0 + py) * w + x0 + px) * 3) as usize;
+                        img[i..i + 3].copy_from_slice(&fg);
+                    }
+                }
+            }
+            return true;
+        }
+        _ => return false,
+    };
+    let (cx, cy) = (x0 + CELL_W / 2, y0 + CELL_H / 2);
+    let mut put = |px: u32, py: u32| {
+        let i = ((py * w + px) * 3) as usize;
+        img[i..i + 3].copy_from_slice(&fg);
+    };
+    // Two pixels thick, so borders survive downscaling.
+    if arms.0 {
+        (x0..=cx + 1).for_each(|px| (cy..cy + 2).for_each(|py| put(px, py)));
+    }
+    if arms.1 {
+        (cx..x0 + CELL_W).for_each(|px| (cy..cy + 2).for_each(|py| put(px, py)));
+    }
+    if arms.2 {
+        (y0..=cy + 1).for_each(|py| (cx..cx + 2).for_each(|px| put(px, py)));
+    }
+    if arms.3 {
+        (cy..y0 + CELL_H).for_each(|py| (cx..cx + 2).for_each(|px| put(px, py)));
+    }
+    true
 }
 
 /// The demo after `ticks` simulated seconds, with the event log those seconds produced.

@@ -159,13 +159,16 @@ fn a_gateway_without_address_makes_its_network_unreachable() {
         "{}",
         finding.message
     );
-    let stranded = mesh.findings.iter().any(|f| {
-        f.node == NodeId::mesh_service("mesh1", "payments", "api")
-            && f.message.contains("unhealthy")
-    });
     assert!(
-        stranded,
-        "service with endpoints behind the broken gateway is flagged"
+        finding.message.contains("(1 services)"),
+        "{}",
+        finding.message
+    );
+    let api = mesh.service("payments", "api").unwrap();
+    assert_eq!(
+        api.health,
+        Health::Degraded,
+        "endpoints behind the broken gateway degrade it"
     );
 }
 

@@ -103,8 +103,12 @@ pub fn mesh(m: &mut Mesh) {
                     Severity::Error,
                     NodeId::network(&m.id, &net.name),
                     format!(
-                        "network {} {why}: its {endpoints} endpoints are unreachable from other networks",
-                        net.name
+                        "{why}: its {endpoints} endpoints ({services} services) are unreachable from other networks",
+                        services = m
+                            .services
+                            .iter()
+                            .filter(|s| s.endpoints.iter().any(|e| *e.network == *net.name))
+                            .count()
                     ),
                 );
             }
@@ -324,16 +328,10 @@ pub fn mesh(m: &mut Mesh) {
             .filter(|e| unreachable.contains(&*e.network))
             .map(|e| e.ready)
             .sum();
+        // The network carries the finding; its services show it as degraded health and in
+        // their endpoint distribution, rather than one warning each.
         if stranded > 0 {
             svc.health = svc.health.worst(Health::Degraded);
-            push(
-                &mut findings,
-                Severity::Warning,
-                node(),
-                format!(
-                    "{stranded} of {total} endpoints sit in a network whose east-west gateway is unhealthy"
-                ),
-            );
         }
         if total > 0 && svc.ready() == 0 {
             push(
