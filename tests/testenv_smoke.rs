@@ -20,7 +20,11 @@ const SYSTEM_NS: &str = "istio-system";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_context_lists_namespaces() -> Result<()> {
     let env = testenv();
-    assert!(env.contexts.len() >= 2, "expected several contexts, got {:?}", env.contexts);
+    assert!(
+        env.contexts.len() >= 2,
+        "expected several contexts, got {:?}",
+        env.contexts
+    );
     for ctx in &env.contexts {
         let client = env.client(ctx).await?;
         let names: BTreeSet<String> = Api::<Namespace>::all(client)
@@ -31,7 +35,10 @@ async fn every_context_lists_namespaces() -> Result<()> {
             .filter_map(|n| n.metadata.name)
             .collect();
         for want in ["default", "kube-system", SYSTEM_NS, "shop", "payments"] {
-            assert!(names.contains(want), "context {ctx}: namespace {want} missing from {names:?}");
+            assert!(
+                names.contains(want),
+                "context {ctx}: namespace {want} missing from {names:?}"
+            );
         }
     }
     Ok(())
@@ -49,19 +56,42 @@ async fn clusterz(debug_base: &str) -> Result<Vec<serde_json::Value>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_istiod_lists_remote_as_synced() -> Result<()> {
     let env = testenv();
-    let remotes = env.remotes();
-    assert!(!remotes.is_empty(), "default topology has a remote cluster");
-    for remote in &remotes {
-        let primary = &env.istiod[remote].control_plane_cluster;
+    // (cluster, istiod that must list it): each remote with its control plane; in a topology
+    // without remotes (all primaries), every primary with every other primary.
+    let mut pairs: Vec<(String, String)> = env
+        .remotes()
+        .into_iter()
+        .map(|r| (r.clone(), env.istiod[&r].control_plane_cluster.clone()))
+        .collect();
+    if pairs.is_empty() {
+        for p in env.primaries() {
+            pairs.extend(
+                env.primaries()
+                    .into_iter()
+                    .filter(|o| *o != p)
+                    .map(|o| (o, p.clone())),
+            );
+        }
+    }
+    assert!(
+        !pairs.is_empty(),
+        "a multi-cluster topology is expected, got {:?}",
+        env.contexts
+    );
+    for (remote, primary) in &pairs {
+        let (remote, primary) = (remote.as_str(), primary.as_str());
         let urls = &env.istiod[primary];
         let (st, _) = get_local(&urls.ready).await?;
         assert_eq!(st, 200, "istiod of {primary} not ready");
         let rows = clusterz(&urls.debug).await?;
         let row = rows
             .iter()
-            .find(|r| r["id"] == remote.as_str())
+            .find(|r| r["id"] == remote)
             .unwrap_or_else(|| panic!("{primary} clusterz does not list {remote}: {rows:?}"));
-        assert_eq!(row["syncStatus"], "synced", "{remote} in {primary} clusterz: {row}");
+        assert_eq!(
+            row["syncStatus"], "synced",
+            "{remote} in {primary} clusterz: {row}"
+        );
     }
     Ok(())
 }
@@ -83,7 +113,11 @@ async fn ready_endpoints(slices: &Api<EndpointSlice>, service: &str) -> Result<u
 async fn scaling_a_deployment_changes_its_endpointslices() -> Result<()> {
     let env = testenv();
     // The remote cluster if there is one: its pods pass the primary's injector too.
-    let ctx = env.remotes().into_iter().next().unwrap_or_else(|| env.contexts[0].clone());
+    let ctx = env
+        .remotes()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| env.contexts[0].clone());
     let client = env.client(&ctx).await?;
     let ns = "legacy";
     let name = "smoke-scale";
@@ -116,11 +150,17 @@ async fn scaling_a_deployment_changes_its_endpointslices() -> Result<()> {
     .await?;
     for replicas in [3usize, 1] {
         deployments
-            .patch_scale(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": replicas}})))
+            .patch_scale(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+            )
             .await?;
-        wait_for(&format!("{replicas} ready endpoints in {ctx}"), deadline, || async {
-            Ok((ready_endpoints(&slices, name).await? == replicas).then_some(()))
-        })
+        wait_for(
+            &format!("{replicas} ready endpoints in {ctx}"),
+            deadline,
+            || async { Ok((ready_endpoints(&slices, name).await? == replicas).then_some(())) },
+        )
         .await?;
     }
     deployments.delete(name, &DeleteParams::default()).await?;
@@ -136,14 +176,27 @@ async fn istiod_remote_clusters_agree_with_remote_secrets() -> Result<()> {
         let secrets: Api<Secret> = Api::namespaced(client, SYSTEM_NS);
         // cluster id -> secret name, from the data KEYS only (values hold credentials).
         let mut from_secrets = BTreeMap::new();
-        for s in secrets.list(&ListParams::default().labels("istio/multiCluster=true")).await?.items {
+        for s in secrets
+            .list(&ListParams::default().labels("istio/multiCluster=true"))
+            .await?
+            .items
+        {
             let name = s.metadata.name.clone().unwrap_or_default();
             for key in s.data.unwrap_or_default().into_keys() {
                 from_secrets.insert(key, name.clone());
             }
         }
-        let want: BTreeSet<String> = env.contexts.iter().filter(|c| **c != primary).cloned().collect();
-        assert_eq!(from_secrets.keys().cloned().collect::<BTreeSet<_>>(), want, "remote secret keys in {primary}");
+        let want: BTreeSet<String> = env
+            .contexts
+            .iter()
+            .filter(|c| **c != primary)
+            .cloned()
+            .collect();
+        assert_eq!(
+            from_secrets.keys().cloned().collect::<BTreeSet<_>>(),
+            want,
+            "remote secret keys in {primary}"
+        );
 
         // What `istioctl remote-clusters` shows: istiod's /debug/clusterz, minus its own cluster.
         let rows = clusterz(&env.istiod[&primary].debug).await?;
@@ -153,10 +206,16 @@ async fn istiod_remote_clusters_agree_with_remote_secrets() -> Result<()> {
             if id != primary {
                 // istiod keys secrets as "<namespace>/<name>".
                 let secret = r["secretName"].as_str().unwrap_or_default();
-                from_istiod.insert(id, secret.rsplit('/').next().unwrap_or_default().to_string());
+                from_istiod.insert(
+                    id,
+                    secret.rsplit('/').next().unwrap_or_default().to_string(),
+                );
             }
         }
-        assert_eq!(from_istiod, from_secrets, "istiod {primary} remote clusters vs remote secrets");
+        assert_eq!(
+            from_istiod, from_secrets,
+            "istiod {primary} remote clusters vs remote secrets"
+        );
         for r in &rows {
             assert_eq!(r["syncStatus"], "synced", "{primary}: {r}");
         }
@@ -171,14 +230,22 @@ async fn testenv_processes_use_loopback_only() -> Result<()> {
     let env = testenv();
     // Make some traffic first: API calls and an istiod debug call.
     for ctx in &env.contexts {
-        Api::<Namespace>::all(env.client(ctx).await?).list(&ListParams::default()).await?;
+        Api::<Namespace>::all(env.client(ctx).await?)
+            .list(&ListParams::default())
+            .await?;
     }
     for p in env.primaries() {
         clusterz(&env.istiod[&p].debug).await?;
     }
     let sockets = env.tcp_sockets()?;
-    assert!(sockets.iter().any(|s| s.state == "0A"), "found no listening socket of testenv processes");
-    assert!(sockets.iter().any(|s| s.state == "01"), "found no connection of testenv processes");
+    assert!(
+        sockets.iter().any(|s| s.state == "0A"),
+        "found no listening socket of testenv processes"
+    );
+    assert!(
+        sockets.iter().any(|s| s.state == "01"),
+        "found no connection of testenv processes"
+    );
     let bad: Vec<_> = sockets
         .iter()
         .filter(|s| {

@@ -144,7 +144,16 @@ def load_topology(arg):
         if c.get("kind", "Kubernetes") != "Kubernetes":
             die(f"cluster {c['clusterName']}: kind {c.get('kind')} is not supported (only Kubernetes)")
         name = c["clusterName"]
-        primary = c.get("primaryClusterName") or c.get("controlPlaneClusterName") or name
+        primary = c.get("primaryClusterName") or name
+        cp = c.get("controlPlaneClusterName")
+        if cp and not c.get("primaryClusterName"):
+            # Istio's test framework reads only primaryClusterName; some of its files carry a
+            # controlPlaneClusterName naming no cluster (multicluster-large.json): then it is
+            # ignored, as Istio does.
+            if cp in names:
+                primary = cp
+            else:
+                log(f"cluster {name}: controlPlaneClusterName {cp} names no cluster; ignored (as Istio's framework does)")
         config = c.get("configClusterName") or name
         if config != name or (primary != name and any(
                 (x.get("configClusterName") or x["clusterName"]) != x["clusterName"] for x in raw)):
