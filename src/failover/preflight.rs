@@ -49,7 +49,7 @@ fn check(name: &str, verdict: Verdict, reason: impl Into<String>) -> Check {
 /// `1.28.2` → `(1, 28)`; anything else → `None`.
 fn minor(version: &str) -> Option<(u32, u32)> {
     let v = version.trim_start_matches('v');
-    let mut parts = v.split(|c: char| c == '.' || c == '-');
+    let mut parts = v.split(['.', '-']);
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 

@@ -66,13 +66,19 @@ pub struct ClusterFacts {
     pub problems: Vec<(Severity, String)>,
 }
 
+/// locality → (ready, not ready)
+pub type Localities = BTreeMap<Arc<str>, (u32, u32)>;
+
+/// A cluster with the mesh, network and findings it was placed in.
+type Placed = (Cluster, Option<String>, Option<String>, Vec<Finding>);
+
 /// One Service in one cluster with its endpoints grouped by locality.
 #[derive(Clone, Debug)]
 pub struct ClusterService {
     pub namespace: String,
     pub name: String,
     /// locality → (ready, not ready)
-    pub localities: BTreeMap<Arc<str>, (u32, u32)>,
+    pub localities: Localities,
 }
 
 /// Derives the topology from scratch. Pure: same snapshots, same model.
@@ -647,7 +653,7 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
 
     // Services and their endpoints, grouped by locality.
     // Keys borrow from the snapshot; names are copied once, into the result.
-    let mut services: BTreeMap<(&str, &str), BTreeMap<Arc<str>, (u32, u32)>> = s
+    let mut services: BTreeMap<(&str, &str), Localities> = s
         .services
         .keys()
         .filter(|(ns, _)| !INFRA_NAMESPACES.contains(&ns.as_str()))
@@ -877,7 +883,7 @@ pub fn assemble(facts: &[Arc<ClusterFacts>]) -> Topology {
         .collect();
     let all_cps: Vec<&ControlPlane> = facts.iter().flat_map(|f| f.control_planes.iter()).collect();
 
-    let mut clusters: Vec<(Cluster, Option<String>, Option<String>, Vec<Finding>)> = Vec::new();
+    let mut clusters: Vec<Placed> = Vec::new();
     for f in facts {
         let mut findings = Vec::new();
         let node = NodeId::cluster(&f.context);
@@ -967,11 +973,10 @@ pub fn assemble(facts: &[Arc<ClusterFacts>]) -> Topology {
         let members: Vec<usize> = (0..clusters.len())
             .filter(|&i| mesh_of[i] == mesh_id)
             .collect();
-        let member_clusters: Vec<&(Cluster, Option<String>, Option<String>, Vec<Finding>)> =
-            members
-                .iter()
-                .filter_map(|&i| clusters[i].as_ref())
-                .collect();
+        let member_clusters: Vec<&Placed> = members
+            .iter()
+            .filter_map(|&i| clusters[i].as_ref())
+            .collect();
         let trust_domain = members
             .iter()
             .zip(&member_clusters)

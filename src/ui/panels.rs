@@ -116,7 +116,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
 enum Body {
     Lines(Vec<Line<'static>>),
     /// Lines, a table, more lines.
-    Split(Vec<Line<'static>>, Tab, Vec<Line<'static>>),
+    Split(Vec<Line<'static>>, Box<Tab>, Vec<Line<'static>>),
 }
 
 struct Tab {
@@ -328,7 +328,7 @@ fn mesh(theme: &Theme, app: &App, m: &Mesh) -> Body {
     );
     Body::Split(
         top,
-        tab,
+        Box::new(tab),
         findings_list(theme, m.findings.iter().take(12), true),
     )
 }
@@ -632,7 +632,7 @@ fn control_plane(theme: &Theme, t: &Topology, cp: &ControlPlane) -> Body {
         theme,
         t.findings_for(&NodeId::control_plane(&cp.id)),
     ));
-    Body::Split(top, tab, bottom)
+    Body::Split(top, Box::new(tab), bottom)
 }
 
 fn gateway(theme: &Theme, t: &Topology, g: &Gateway) -> Body {
@@ -737,7 +737,7 @@ fn tenant(theme: &Theme, m: &Mesh, ns: &str) -> Body {
             .iter()
             .filter(|f| f.node == NodeId::tenant(&m.id, ns)),
     );
-    Body::Split(top, tab, bottom)
+    Body::Split(top, Box::new(tab), bottom)
 }
 
 /// `█` for ready, `░` for not ready, scaled to `width` for `max` endpoints.
