@@ -171,8 +171,11 @@ async fn scaling_a_deployment_changes_its_endpointslices() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istiod_remote_clusters_agree_with_remote_secrets() -> Result<()> {
     let env = testenv();
-    for primary in env.primaries() {
-        let client = env.client(&primary).await?;
+    for host in env.primaries() {
+        // The istiod on `host` runs as cluster `primary` (its CLUSTER_ID) and reads its remote
+        // secrets there (for an external control plane: from its config cluster).
+        let primary = env.istiod[&host].cluster_id.clone();
+        let client = env.client(&env.istiod[&host].config_cluster).await?;
         let secrets: Api<Secret> = Api::namespaced(client, SYSTEM_NS);
         // cluster id -> secret name, from the data KEYS only (values hold credentials).
         let mut from_secrets = BTreeMap::new();
@@ -187,10 +190,9 @@ async fn istiod_remote_clusters_agree_with_remote_secrets() -> Result<()> {
             }
         }
         let want: BTreeSet<String> = env
-            .contexts
-            .iter()
-            .filter(|c| **c != primary)
-            .cloned()
+            .data_plane()
+            .into_iter()
+            .filter(|c| *c != primary)
             .collect();
         assert_eq!(
             from_secrets.keys().cloned().collect::<BTreeSet<_>>(),
@@ -199,7 +201,7 @@ async fn istiod_remote_clusters_agree_with_remote_secrets() -> Result<()> {
         );
 
         // What `istioctl remote-clusters` shows: istiod's /debug/clusterz, minus its own cluster.
-        let rows = clusterz(&env.istiod[&primary].debug).await?;
+        let rows = clusterz(&env.istiod[&host].debug).await?;
         let mut from_istiod = BTreeMap::new();
         for r in &rows {
             let id = r["id"].as_str().unwrap_or_default().to_string();

@@ -155,30 +155,43 @@ def load_topology(arg):
             else:
                 log(f"cluster {name}: controlPlaneClusterName {cp} names no cluster; ignored (as Istio's framework does)")
         config = c.get("configClusterName") or name
-        if config != name or (primary != name and any(
-                (x.get("configClusterName") or x["clusterName"]) != x["clusterName"] for x in raw)):
-            die("external control planes (configClusterName) are not supported yet; see testenv/README.md")
-        if primary not in names:
-            die(f"cluster {name}: primary {primary} is not in the topology")
+        if primary not in names or config not in names:
+            die(f"cluster {name}: primary {primary} or config cluster {config} is not in the topology")
+        if primary == name:
+            # A control plane host. With configClusterName naming another cluster it is an
+            # external control plane: its istiod serves (and reads its config from) that cluster.
+            role = "primary" if config == name else "external"
+        else:
+            role = "config" if config == name else "remote"
         clusters.append({
             "name": name,
             "index": i,
             "network": c.get("network") or "network-1",
             "primary": primary,
-            "role": "primary" if primary == name else "remote",
+            "configCluster": config,
+            "role": role,
             "podSubnet": c.get("podSubnet") or f"10.{10 * (i + 1)}.0.0/16",
             "svcSubnet": c.get("svcSubnet") or f"10.255.{10 * (i + 1)}.0/24",
         })
+    by = {c["name"]: c for c in clusters}
     for c in clusters:
-        if c["role"] == "remote" and next(x for x in clusters if x["name"] == c["primary"])["role"] != "primary":
-            die(f"cluster {c['name']}: its control plane cluster {c['primary']} is itself a remote")
+        host = by[c["primary"]]
+        if host["role"] not in ("primary", "external"):
+            die(f"cluster {c['name']}: its control plane cluster {c['primary']} runs no control plane")
+        if host["role"] == "external" and by[host["configCluster"]]["primary"] != host["name"]:
+            die(f"external control plane {host['name']}: its config cluster must name it as primary")
+        # The cluster id that the serving istiod runs with (CLUSTER_ID): its config cluster.
+        c["istiodClusterId"] = host["configCluster"]
+        # Data-plane clusters get nodes' workloads, tenants and a remote secret; a pure
+        # external control plane host only runs istiod (and its gateways).
+        c["dataPlane"] = c["role"] != "external"
     networks = sorted({c["network"] for c in clusters})
     for c in clusters:
         n = networks.index(c["network"])
         c["region"] = f"region{n + 1}"
         c["zones"] = [f"region{n + 1}-zone{c['index'] + 1}a", f"region{n + 1}-zone{c['index'] + 1}b"]
         c["gatewayAddress"] = GATEWAY_ADDR_PREFIX + str(10 + c["index"])
-        c["hasGateway"] = c["role"] == "primary" or c["network"] != next(
+        c["hasGateway"] = c["role"] in ("primary", "external") or c["network"] != next(
             x for x in clusters if x["name"] == c["primary"])["network"]
     return arg, clusters
 
@@ -441,7 +454,7 @@ def seed_nodes_and_namespaces(c, primaries_by_name):
     ns = {"apiVersion": "v1", "kind": "Namespace",
           "metadata": {"name": SYSTEM_NS, "labels": {"topology.istio.io/network": c.network}}}
     if c.role == "remote":
-        ns["metadata"]["annotations"] = {"topology.istio.io/controlPlaneClusters": c.primary}
+        ns["metadata"]["annotations"] = {"topology.istio.io/controlPlaneClusters": c.istiodClusterId}
     docs.append(ns)
     for name, labels in TENANTS:
         docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
@@ -449,16 +462,23 @@ def seed_nodes_and_namespaces(c, primaries_by_name):
 
 
 def istioctl_generate(c, bindir, extra_file=None):
+    # An external control plane is installed with the clusterName of its config cluster
+    # (as Istio's integration framework does: it must match that cluster's remote secret).
+    name = c.configCluster if c.role == "external" else c.name
     args = [f"{bindir}/istioctl", "manifest", "generate",
             "--set", f"values.global.meshID={MESH_ID}",
-            "--set", f"values.global.multiCluster.clusterName={c.name}",
+            "--set", f"values.global.multiCluster.clusterName={name}",
             "--set", f"values.global.network={c.network}"]
     if extra_file:
         args += ["-f", extra_file]
-    elif c.role == "remote":
+    elif c.role in ("remote", "config"):
         args += ["--set", "profile=remote",
                  "--set", f"values.istiodRemote.injectionPath=/inject/cluster/{c.name}/net/{c.network}",
                  "--set", f"values.global.remotePilotAddress={c.primary_gateway}"]
+        if c.role == "config":
+            # The config cluster of an external control plane holds the mesh config and the
+            # Istio resources (Istio's external control plane install: configCluster, pilot.configMap).
+            args += ["--set", "values.global.configCluster=true", "--set", "values.pilot.configMap=true"]
     else:
         args += ["--set", "values.pilot.env.EXTERNAL_ISTIOD=true"]
     out = run(args).stdout
@@ -608,7 +628,7 @@ def up(topology_arg):
     clusters = [Cluster(s, bindir) for s in specs]
     for c in clusters:
         c.ports = {"apiserver": free_port(), "kwok": free_port()}
-        if c.role == "primary":
+        if c.role in ("primary", "external"):
             c.ports.update({k: free_port() for k in ("http", "https", "grpc", "secureGRPC", "monitoring", "ctrlz")})
     by_name = {c.name: c for c in clusters}
     for c in clusters:
@@ -678,10 +698,12 @@ def up(topology_arg):
         list(ex.map(apply_base, clusters))
     log("Istio base manifests applied")
 
-    # Remote secrets by the real istioctl, against the testenv API servers: every primary
-    # gets one for every other cluster (multi-primary + primary-remote, as Istio's tests do).
+    # Remote secrets by the real istioctl, against the testenv API servers: the cluster an
+    # istiod reads (its own, or an external control plane's config cluster) gets one for every
+    # other data-plane cluster (multi-primary + primary-remote, as Istio's tests do).
     allcfg = f"{STATE}/kubeconfig"
     write_all_kubeconfig(clusters, allcfg)
+    hosts = [c for c in clusters if c.role in ("primary", "external")]
 
     def remote_secret(src):
         out = run([f"{bindir}/istioctl", "create-remote-secret", "--kubeconfig", allcfg, "--context", src.name,
@@ -689,74 +711,109 @@ def up(topology_arg):
         return src.name, out
 
     with concurrent.futures.ThreadPoolExecutor(3) as ex:
-        secrets = dict(ex.map(remote_secret, clusters))
-    for p in clusters:
-        if p.role != "primary":
-            continue
+        secrets = dict(ex.map(remote_secret, [c for c in clusters if c.dataPlane]))
+    for h in hosts:
+        reader = by_name[h.configCluster]
         for src in clusters:
-            if src.name != p.name:
-                p.apply(secrets[src.name], server_side=False)
+            if src.dataPlane and src.name != reader.name:
+                reader.apply(secrets[src.name], server_side=False)
+    # An external control plane reads its config cluster through Secret istio-kubeconfig in
+    # its own cluster (istioctl create-remote-secret --type=config, istiod's service account).
+    for h in hosts:
+        if h.role != "external":
+            continue
+        k = by_name[h.configCluster]
+        out = run([f"{bindir}/istioctl", "create-remote-secret", "--kubeconfig", allcfg, "--context", k.name,
+                   "--name", k.name, "--type=config", f"--namespace={SYSTEM_NS}", "--service-account=istiod",
+                   "--create-service-account=false", "--server",
+                   f"https://127.0.0.1:{k.ports['apiserver']}"]).stdout
+        h.apply(out, server_side=False)
+        sec = h.get_json("-n", SYSTEM_NS, "secret", "istio-kubeconfig")
+        # What the istiod Deployment mounts at /var/run/secrets/remote/config.
+        h.istiod_kubeconfig = f"{h.dir}/istiod-remote-config.kubeconfig"
+        with open(h.istiod_kubeconfig, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(base64.b64decode(next(iter(sec["data"].values()))))
     log("remote secrets created")
 
-    # A real istiod per primary, as a local process.
-    for c in clusters:
-        if c.role != "primary":
-            continue
+    # A real istiod per control plane host, as a local process.
+    for c in hosts:
         make_cert(c.dir, "istiod", "istiod.istio-system.svc",
                   sans=["DNS:istiod.istio-system.svc", "DNS:istiod.istio-system.svc.cluster.local",
                         "DNS:istiod-remote.istio-system.svc", "DNS:localhost", "IP:127.0.0.1"])
         idir = f"{c.dir}/istiod"
         os.makedirs(idir, exist_ok=True)
         env = istiod_env_from_deployment(generated[c.name][0])
+        kubeconfig = c.kubeconfig
+        mesh_file = f"{idir}/mesh-not-used"  # absent: istiod reads ConfigMap istio from its cluster
+        if c.role == "external":
+            kubeconfig = c.istiod_kubeconfig
+            # The files the external istiod Deployment mounts from ConfigMaps of its own cluster.
+            mesh_file = f"{idir}/etc/istio/config/mesh"
+            for d in generated[c.name][0]:
+                if d.get("kind") != "ConfigMap":
+                    continue
+                target = {"istio": "etc/istio/config", "istio-sidecar-injector": "var/lib/istio/inject"}.get(
+                    d["metadata"]["name"])
+                if target:
+                    os.makedirs(f"{idir}/{target}", exist_ok=True)
+                    for k, v in (d.get("data") or {}).items():
+                        with open(f"{idir}/{target}/{k}", "w") as f:
+                            f.write(v)
+            env["SHARED_MESH_CONFIG"] = "istio"
         env.update({
-            "CLUSTER_ID": c.name, "POD_NAMESPACE": SYSTEM_NS, "POD_NAME": f"istiod-testenv-{c.name}",
-            "REVISION": "default", "SERVICE_ACCOUNT": "istiod", "KUBECONFIG": c.kubeconfig,
+            "CLUSTER_ID": c.configCluster, "POD_NAMESPACE": SYSTEM_NS, "POD_NAME": f"istiod-testenv-{c.name}",
+            "REVISION": "default", "SERVICE_ACCOUNT": "istiod", "KUBECONFIG": kubeconfig,
             "ISTIOD_CUSTOM_HOST": "localhost,127.0.0.1", "EXTERNAL_ISTIOD": "true",
             "PILOT_CERT_PROVIDER": "istiod", "ROOT_CA_DIR": f"{idir}/cacerts",
         })
         procs.start(f"istiod-{c.name}", [
             "pilot-discovery", "discovery",
-            f"--kubeconfig={c.kubeconfig}", f"--clusterID={c.name}", f"--namespace={SYSTEM_NS}",
+            f"--kubeconfig={kubeconfig}", f"--clusterID={c.configCluster}", f"--namespace={SYSTEM_NS}",
             f"--httpAddr=127.0.0.1:{c.ports['http']}", f"--httpsAddr=127.0.0.1:{c.ports['https']}",
             f"--grpcAddr=127.0.0.1:{c.ports['grpc']}", f"--secureGRPCAddr=127.0.0.1:{c.ports['secureGRPC']}",
             f"--monitoringAddr=127.0.0.1:{c.ports['monitoring']}",
             f"--tlsCertFile={c.dir}/istiod.crt", f"--tlsKeyFile={c.dir}/istiod.key",
             f"--caCertFile={STATE}/pki/ca.crt",
-            f"--meshConfig={idir}/mesh-not-used", f"--networksConfig={idir}/meshNetworks-not-used",
+            f"--meshConfig={mesh_file}", f"--networksConfig={idir}/meshNetworks-not-used",
             f"--ctrlz_address=127.0.0.1", f"--ctrlz_port={c.ports['ctrlz']}",
             "--domain=cluster.local", "--keepaliveMaxServerConnectionAge=30m", "--shutdownDuration=1s",
             "--log_output_level=default:info",
         ], env=env, cwd=idir)
 
     # Gateways, tenants and the rest only now: the injector webhook needs a live istiod.
-    for c in clusters:
-        if c.role == "primary":
+    for c in hosts:
+        if True:
             wait_for(f"istiod {c.name} /ready", lambda c=c: (procs.check_alive(f"istiod-{c.name}"), http_get(
                 f"http://127.0.0.1:{c.ports['http']}/ready")[0] == 200)[1], 120)
     log("istiod ready")
     def apply_rest(c):
         c.apply(deferred[c.name])
-        if c.role == "primary":
+        if c.role in ("primary", "config"):
+            # Istio resources go to the cluster whose istiod reads them.
             c.apply(list(yaml.safe_load_all(EXPOSE_ISTIOD)))
-        c.apply(tenant_docs(c))
+        if c.dataPlane:
+            c.apply(tenant_docs(c))
 
     with concurrent.futures.ThreadPoolExecutor(len(clusters)) as ex:
         list(ex.map(apply_rest, clusters))
     for c in clusters:
         if c.hasGateway:
             set_lb_address(c, "istio-eastwestgateway", c.gatewayAddress)
-        if c.role == "primary":
+        if c.role in ("primary", "external"):
             set_lb_address(c, "istio-ingressgateway", GATEWAY_ADDR_PREFIX + str(100 + c.index))
     log("gateways and tenants applied")
 
     for c in clusters:
+        if not c.dataPlane:
+            continue
         for ns, name, replicas in WORKLOADS:
             wait_for(f"{c.name} {ns}/{name} EndpointSlice with {replicas} ready endpoint(s)",
                      lambda c=c, ns=ns, name=name, r=replicas: ready_endpoints(c, ns, name) >= r, 120, 0.5)
     log("EndpointSlices present")
-    for c in clusters:
-        if c.role == "primary":
-            want = {x.name for x in clusters if x.name != c.name}
+    for c in hosts:
+        if True:
+            want = {x.name for x in clusters if x.dataPlane} | {c.configCluster}
             wait_for(f"istiod {c.name} /debug/clusterz: {sorted(want)} synced",
                      lambda c=c, w=want: w <= synced_clusters(c), 120, 0.5)
     log("istiod sees every remote cluster as synced")
@@ -766,6 +823,7 @@ def up(topology_arg):
     for c in clusters:
         p = by_name[c.primary]
         base = {"controlPlaneCluster": p.name, "role": c.role, "network": c.network,
+                "clusterId": p.configCluster, "configCluster": p.configCluster,
                 "apiserver": f"https://127.0.0.1:{c.ports['apiserver']}"}
         base.update({
             "debug": f"http://127.0.0.1:{p.ports['monitoring']}",
@@ -838,7 +896,7 @@ def healthy():
             c.ports = s["ports"]
             if not c.readyz():
                 return False
-            if s["role"] == "primary" and http_get(f"http://127.0.0.1:{s['ports']['http']}/ready")[0] != 200:
+            if "http" in s["ports"] and http_get(f"http://127.0.0.1:{s['ports']['http']}/ready")[0] != 200:
                 return False
         return True
     except Exception:  # noqa: BLE001
@@ -852,7 +910,8 @@ def print_summary():
     print(f"meshtop testenv: {len(st['clusters'])} clusters from {st['topology']}")
     for s in st["clusters"]:
         u = urls[s["name"]]
-        ctl = "" if s["role"] == "primary" else f" (control plane: {s['primary']})"
+        ctl = "" if s["role"] == "primary" else f" (control plane: {s['primary']}, cluster id {s['configCluster']})" \
+            if s["role"] == "external" else f" (control plane: {s['primary']})"
         print(f"  {s['name']:<24} {s['role']:<8} {s['network']:<10} api {u['apiserver']}  "
               f"istiod debug {u['debug']} ready {u['ready']}{ctl}")
     print(f"  istiod URLs per context: {STATE}/istiod.json")

@@ -20,9 +20,14 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IstiodUrls {
-    /// Cluster id of the cluster whose istiod serves this context.
+    /// Name of the cluster (context) that runs the istiod serving this context.
     pub control_plane_cluster: String,
-    /// `primary` or `remote`.
+    /// `CLUSTER_ID` of that istiod (its config cluster: itself for a primary).
+    pub cluster_id: String,
+    /// The cluster whose API that istiod reads config and remote secrets from.
+    pub config_cluster: String,
+    /// `primary`, `remote`, `external` (an external control plane's host cluster) or
+    /// `config` (the config cluster of an external control plane).
     pub role: String,
     pub network: String,
     /// The context's API server (https://127.0.0.1:PORT).
@@ -51,23 +56,43 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// Contexts of clusters that run their own istiod.
+    /// Contexts of clusters that host an istiod (primaries and external control planes).
     pub fn primaries(&self) -> Vec<String> {
-        self.contexts.iter().filter(|c| self.istiod[*c].role == "primary").cloned().collect()
+        self.with_role(&["primary", "external"])
     }
 
-    /// Contexts of remote clusters (configured by another cluster's istiod).
+    /// Contexts of remote clusters (configured by another cluster's istiod), including the
+    /// config cluster of an external control plane.
     pub fn remotes(&self) -> Vec<String> {
-        self.contexts.iter().filter(|c| self.istiod[*c].role == "remote").cloned().collect()
+        self.with_role(&["remote", "config"])
+    }
+
+    /// Contexts of clusters in the data plane (all but external control plane hosts).
+    pub fn data_plane(&self) -> Vec<String> {
+        self.with_role(&["primary", "remote", "config"])
+    }
+
+    fn with_role(&self, roles: &[&str]) -> Vec<String> {
+        self.contexts
+            .iter()
+            .filter(|c| roles.contains(&self.istiod[*c].role.as_str()))
+            .cloned()
+            .collect()
     }
 
     /// A kube-rs client for one context of the testenv kubeconfig.
     pub async fn client(&self, context: &str) -> Result<kube::Client> {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
-        let opts = kube::config::KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
+        let opts = kube::config::KubeConfigOptions {
+            context: Some(context.to_string()),
+            ..Default::default()
+        };
         let cfg = kube::Config::from_custom_kubeconfig(kc, &opts).await?;
         if !cfg.cluster_url.host().is_some_and(|h| h == "127.0.0.1") {
-            bail!("testenv context {context} does not point at 127.0.0.1: {}", cfg.cluster_url);
+            bail!(
+                "testenv context {context} does not point at 127.0.0.1: {}",
+                cfg.cluster_url
+            );
         }
         Ok(kube::Client::try_from(cfg)?)
     }
@@ -89,39 +114,58 @@ pub fn testenv() -> &'static TestEnv {
 }
 
 fn kubeconfig_from_export(out: &str) -> Option<PathBuf> {
-    out.lines().rev().find_map(|l| l.trim().strip_prefix("export KUBECONFIG=").map(PathBuf::from))
+    out.lines().rev().find_map(|l| {
+        l.trim()
+            .strip_prefix("export KUBECONFIG=")
+            .map(PathBuf::from)
+    })
 }
 
 fn ensure_up() -> Result<TestEnv> {
     let root = repo_root();
     let tdir = root.join("testenv");
     // Reuse a running environment.
-    let env_out = Command::new(tdir.join("env")).stderr(Stdio::null()).output().context("running testenv/env")?;
+    let env_out = Command::new(tdir.join("env"))
+        .stderr(Stdio::null())
+        .output()
+        .context("running testenv/env")?;
     let kubeconfig = match kubeconfig_from_export(&String::from_utf8_lossy(&env_out.stdout)) {
         Some(p) if env_out.status.success() => p,
         _ => {
-            let have = Command::new(tdir.join("build")).arg("--print").stdout(Stdio::null()).status()?;
+            let have = Command::new(tdir.join("build"))
+                .arg("--print")
+                .stdout(Stdio::null())
+                .status()?;
             if !have.success() {
                 eprintln!("testenv: binaries missing; running testenv/build (a cold build takes tens of minutes)");
-                let st = Command::new(tdir.join("build")).stdout(Stdio::null()).status()?;
+                let st = Command::new(tdir.join("build"))
+                    .stdout(Stdio::null())
+                    .status()?;
                 if !st.success() {
                     bail!("testenv/build failed");
                 }
             }
             // up's progress goes to stderr (shown on failure); its summary ends with the export line.
-            let out = Command::new(tdir.join("up")).stderr(Stdio::inherit()).output().context("running testenv/up")?;
+            let out = Command::new(tdir.join("up"))
+                .stderr(Stdio::inherit())
+                .output()
+                .context("running testenv/up")?;
             let stdout = String::from_utf8_lossy(&out.stdout);
             if !out.status.success() {
                 bail!("testenv/up failed ({}): {stdout}", out.status);
             }
-            kubeconfig_from_export(&stdout).ok_or_else(|| anyhow!("testenv/up printed no export line: {stdout}"))?
+            kubeconfig_from_export(&stdout)
+                .ok_or_else(|| anyhow!("testenv/up printed no export line: {stdout}"))?
         }
     };
     load(&kubeconfig)
 }
 
 fn load(kubeconfig: &Path) -> Result<TestEnv> {
-    let state_dir = kubeconfig.parent().ok_or_else(|| anyhow!("kubeconfig has no parent dir"))?.to_path_buf();
+    let state_dir = kubeconfig
+        .parent()
+        .ok_or_else(|| anyhow!("kubeconfig has no parent dir"))?
+        .to_path_buf();
     let istiod: BTreeMap<String, IstiodUrls> = serde_json::from_slice(
         &std::fs::read(state_dir.join("istiod.json")).context("reading istiod.json")?,
     )?;
@@ -132,7 +176,12 @@ fn load(kubeconfig: &Path) -> Result<TestEnv> {
             bail!("istiod.json has no entry for context {c}");
         }
     }
-    Ok(TestEnv { kubeconfig: kubeconfig.to_path_buf(), state_dir, contexts, istiod })
+    Ok(TestEnv {
+        kubeconfig: kubeconfig.to_path_buf(),
+        state_dir,
+        contexts,
+        istiod,
+    })
 }
 
 /// GET a URL on 127.0.0.1 (istiod debug/ready endpoints); refuses any other host.
@@ -140,7 +189,10 @@ pub async fn get_local(url: &str) -> Result<(u16, String)> {
     if !url.starts_with("http://127.0.0.1:") {
         bail!("refusing to fetch a non-loopback URL: {url}");
     }
-    let client = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(10)).build()?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
     let resp = client.get(url).send().await?;
     let status = resp.status().as_u16();
     Ok((status, resp.text().await?))
@@ -186,7 +238,9 @@ fn parse_proc_addr(s: &str) -> Option<std::net::SocketAddr> {
         32 => {
             let mut b = [0u8; 16];
             for w in 0..4 {
-                let word = u32::from_str_radix(&ip[w * 8..w * 8 + 8], 16).ok()?.swap_bytes();
+                let word = u32::from_str_radix(&ip[w * 8..w * 8 + 8], 16)
+                    .ok()?
+                    .swap_bytes();
                 b[w * 4..w * 4 + 4].copy_from_slice(&word.to_be_bytes());
             }
             std::net::Ipv6Addr::from(b).into()
@@ -200,7 +254,9 @@ fn parse_proc_addr(s: &str) -> Option<std::net::SocketAddr> {
 pub fn is_loopback(ip: std::net::IpAddr) -> bool {
     match ip {
         std::net::IpAddr::V4(v4) => v4.is_loopback(),
-        std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     }
 }
 
@@ -212,13 +268,27 @@ impl TestEnv {
         for entry in std::fs::read_dir(self.state_dir.join("pids"))? {
             let entry = entry?;
             let text = std::fs::read_to_string(entry.path())?;
-            let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else { continue };
-            let name = entry.file_name().to_string_lossy().trim_end_matches(".pid").to_string();
-            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+            let Some(pid) = text
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let name = entry
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".pid")
+                .to_string();
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                continue;
+            };
             for fd in fds.flatten() {
                 if let Ok(target) = std::fs::read_link(fd.path()) {
                     let t = target.to_string_lossy();
-                    if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    if let Some(inode) =
+                        t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']'))
+                    {
                         inode_owner.insert(inode.to_string(), (name.clone(), pid));
                     }
                 }
@@ -226,15 +296,25 @@ impl TestEnv {
         }
         let mut out = Vec::new();
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            let Ok(text) = std::fs::read_to_string(table) else { continue };
+            let Ok(text) = std::fs::read_to_string(table) else {
+                continue;
+            };
             for line in text.lines().skip(1) {
                 let f: Vec<&str> = line.split_whitespace().collect();
                 if f.len() < 10 {
                     continue;
                 }
                 if let Some((process, pid)) = inode_owner.get(f[9]) {
-                    if let (Some(local), Some(remote)) = (parse_proc_addr(f[1]), parse_proc_addr(f[2])) {
-                        out.push(TcpSocket { process: process.clone(), pid: *pid, local, remote, state: f[3].to_string() });
+                    if let (Some(local), Some(remote)) =
+                        (parse_proc_addr(f[1]), parse_proc_addr(f[2]))
+                    {
+                        out.push(TcpSocket {
+                            process: process.clone(),
+                            pid: *pid,
+                            local,
+                            remote,
+                            state: f[3].to_string(),
+                        });
                     }
                 }
             }
