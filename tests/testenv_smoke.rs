@@ -258,3 +258,76 @@ async fn testenv_processes_use_loopback_only() -> Result<()> {
     assert!(bad.is_empty(), "sockets outside 127.0.0.0/8: {bad:#?}");
     Ok(())
 }
+
+/// A port-forward to an istiod pod (what istioctl and meshtop do to reach 15014) goes
+/// API server -> kwok (the node's kubelet endpoint on 127.0.0.1) -> the real local istiod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_to_istiod_pod_reaches_real_istiod() -> Result<()> {
+    use k8s_openapi::api::core::v1::Pod;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = testenv();
+    for host in env.primaries() {
+        let pods: Api<Pod> = Api::namespaced(env.client(&host).await?, SYSTEM_NS);
+        let lp = ListParams::default().labels("app=istiod");
+        let pod = wait_for(
+            &format!("a Running istiod pod in {host}"),
+            Duration::from_secs(30),
+            || async {
+                Ok(pods.list(&lp).await?.items.into_iter().find_map(|p| {
+                    let running =
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                    running.then(|| p.metadata.name.clone()).flatten()
+                }))
+            },
+        )
+        .await?;
+        let mut pf = pods.portforward(&pod, &[15014]).await?;
+        let mut stream = pf.take_stream(15014).expect("stream for port 15014");
+        stream
+            .write_all(b"GET /debug/clusterz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        // The port-forward stream does not always report the remote close as EOF: read
+        // until the response is complete (Content-Length), with a deadline.
+        let mut resp = Vec::new();
+        let complete = |resp: &[u8]| {
+            let text = String::from_utf8_lossy(resp);
+            let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                return false;
+            };
+            head.lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .is_some_and(|n| body.len() >= n)
+        };
+        tokio::time::timeout(Duration::from_secs(20), async {
+            let mut buf = [0u8; 8192];
+            while !complete(&resp) {
+                let n = stream.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                resp.extend_from_slice(&buf[..n]);
+            }
+            anyhow::Ok(())
+        })
+        .await??;
+        drop(stream);
+        pf.abort();
+        let text = String::from_utf8_lossy(&resp);
+        assert!(
+            text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+            "{host}: {text}"
+        );
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let rows: Vec<serde_json::Value> = serde_json::from_str(body)?;
+        let id = &env.istiod[&host].cluster_id;
+        assert!(
+            rows.iter().any(|r| r["id"] == id.as_str()),
+            "{host}: clusterz via port-forward: {body}"
+        );
+    }
+    Ok(())
+}

@@ -431,7 +431,7 @@ def start_control_planes(procs, clusters, etcd_port):
             "kube-scheduler", f"--kubeconfig={c.kubeconfig}", "--leader-elect=false", "--secure-port=0", "--v=1",
         ])
         procs.start(f"kwok-{c.name}", [
-            "kwok", f"--kubeconfig={c.kubeconfig}", f"--config={stages}",
+            "kwok", f"--kubeconfig={c.kubeconfig}", f"--config={kwok_config(c, stages)}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--cidr={c.podSubnet}",
@@ -440,6 +440,27 @@ def start_control_planes(procs, clusters, etcd_port):
             f"--server-address=127.0.0.1:{c.ports['kwok']}",
             "--node-lease-duration-seconds=40",
         ])
+
+
+def kwok_config(c, stages):
+    """kwok's stock stages, plus (in a cluster that hosts an istiod) a ClusterPortForward that
+    sends a port-forward to an istiod pod's ports to the real local istiod, so the
+    `kubectl port-forward`/kube-rs portforward path reaches it: API server -> kwok (the
+    node's 127.0.0.1 kubelet port) -> istiod on 127.0.0.1."""
+    path = f"{c.dir}/kwok.yaml"
+    with open(stages) as f:
+        text = f.read()
+    if "monitoring" in c.ports:
+        pf = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterPortForward",
+              "metadata": {"name": "istiod-to-local-istiod"},
+              "spec": {"selector": {"matchNamespaces": [SYSTEM_NS]},
+                       "forwards": [{"ports": [pod_port], "target": {"address": LOOPBACK, "port": c.ports[k]}}
+                                    for pod_port, k in ((15014, "monitoring"), (8080, "http"), (15017, "https"),
+                                                        (15010, "grpc"), (15012, "secureGRPC"))]}}
+        text += "\n---\n" + yaml.safe_dump(pf, sort_keys=False)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
 
 
 def seed_nodes_and_namespaces(c, primaries_by_name):
@@ -614,6 +635,9 @@ def up(topology_arg):
     bindir = bin_dir()
     topo_file, specs = load_topology(topology_arg)
     if os.path.exists(f"{STATE}/up.json"):
+        running = load_state().get("topology")
+        if topology_arg and healthy() and os.path.realpath(running) != os.path.realpath(topo_file):
+            die(f"an environment with topology {running} is running; run testenv/down first")
         if healthy():
             log("environment already running; reusing it")
             print_summary()
