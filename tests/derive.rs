@@ -288,3 +288,26 @@ fn incremental_derivation_equals_a_fresh_one() {
         5
     );
 }
+
+#[test]
+fn cached_endpoint_counts_follow_node_label_changes() {
+    let mut store = load("primary-remote", &["primary", "remote", "west"]);
+    let mut deriver = meshtop::topology::derive::Deriver::default();
+    let _ = deriver.derive(&store);
+    let remote = store.cluster_mut("remote");
+    let key = (String::new(), "node-b".to_string());
+    let mut node = remote.nodes.get(&key).unwrap().clone();
+    node.metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("topology.kubernetes.io/zone".into(), "zone-moved".into());
+    remote.apply(KubeObject::Node(node));
+    let incremental = deriver.derive(&store);
+    assert_eq!(incremental, derive(&store));
+    let api = incremental.meshes[0].service("payments", "api").unwrap();
+    assert!(api
+        .endpoints
+        .iter()
+        .any(|e| &*e.locality == "region-1/zone-moved"));
+}

@@ -86,10 +86,27 @@ pub fn derive(store: &Store) -> Topology {
     Deriver::default().derive(store)
 }
 
-/// Keeps per-cluster facts between derivations, keyed by snapshot version.
+/// Endpoints of one EndpointSlice counted per locality, remembered with the slice version and
+/// the locality version they were computed at.
+#[derive(Clone, Debug)]
+struct SliceCounts {
+    slice_version: u64,
+    locality_version: u64,
+    counts: Vec<(Arc<str>, u32, u32)>,
+}
+
+/// Per-slice counts of one cluster, so one endpoint change recounts one slice.
+#[derive(Default)]
+pub struct SliceCache {
+    slices: HashMap<(String, String), SliceCounts>,
+}
+
+/// Keeps per-cluster facts between derivations, keyed by snapshot version, and per-slice
+/// endpoint counts within each cluster.
 #[derive(Default)]
 pub struct Deriver {
     cache: HashMap<String, (u64, Arc<ClusterFacts>)>,
+    slices: HashMap<String, SliceCache>,
 }
 
 impl Deriver {
@@ -104,7 +121,8 @@ impl Deriver {
             let f = match cached {
                 Some(f) => f,
                 None => {
-                    let f = Arc::new(cluster_facts(snapshot));
+                    let slices = self.slices.entry(snapshot.context.clone()).or_default();
+                    let f = Arc::new(cluster_facts_cached(snapshot, slices));
                     self.cache
                         .insert(snapshot.context.clone(), (snapshot.version, f.clone()));
                     f
@@ -113,6 +131,8 @@ impl Deriver {
             facts.push(f);
         }
         self.cache
+            .retain(|context, _| store.clusters.iter().any(|c| &c.context == context));
+        self.slices
             .retain(|context, _| store.clusters.iter().any(|c| &c.context == context));
         assemble(&facts)
     }
@@ -255,6 +275,11 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 
 /// Reads one cluster's snapshot. Pure and independent of every other cluster.
 pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
+    cluster_facts_cached(s, &mut SliceCache::default())
+}
+
+/// [`cluster_facts`] reusing the endpoint counts of slices that did not change.
+fn cluster_facts_cached(s: &ClusterSnapshot, slice_cache: &mut SliceCache) -> ClusterFacts {
     let mut problems = Vec::new();
     let system_ns = s
         .namespaces
@@ -659,7 +684,10 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
         .filter(|(ns, _)| !INFRA_NAMESPACES.contains(&ns.as_str()))
         .map(|(ns, name)| ((ns.as_str(), name.as_str()), BTreeMap::new()))
         .collect();
-    for slice in s.endpoint_slices.values() {
+    slice_cache
+        .slices
+        .retain(|key, _| s.endpoint_slices.contains_key(key));
+    for (key, slice) in &s.endpoint_slices {
         let Some(svc_name) = label(&slice.metadata, "kubernetes.io/service-name") else {
             continue;
         };
@@ -667,7 +695,18 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
         let Some(localities) = services.get_mut(&(ns, svc_name)) else {
             continue;
         };
-        // Count per locality with borrowed keys first: one allocation per locality, not per endpoint.
+        let slice_version = s.slice_versions.get(key).copied().unwrap_or(0);
+        if let Some(cached) = slice_cache.slices.get(key).filter(|c| {
+            c.slice_version == slice_version && c.locality_version == s.locality_version
+        }) {
+            for (locality, r, n) in &cached.counts {
+                let c = localities.entry(locality.clone()).or_insert((0, 0));
+                c.0 += r;
+                c.1 += n;
+            }
+            continue;
+        }
+        // Count per locality with shared keys first: no allocation per endpoint.
         let mut counts: Vec<(Arc<str>, u32, u32)> = Vec::new();
         for ep in slice.endpoints.iter().flatten() {
             let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
@@ -694,11 +733,19 @@ pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
                 None => counts.push((locality, r, n)),
             }
         }
-        for (locality, r, n) in counts {
-            let c = localities.entry(locality).or_insert((0, 0));
+        for (locality, r, n) in &counts {
+            let c = localities.entry(locality.clone()).or_insert((0, 0));
             c.0 += r;
             c.1 += n;
         }
+        slice_cache.slices.insert(
+            key.clone(),
+            SliceCounts {
+                slice_version,
+                locality_version: s.locality_version,
+                counts,
+            },
+        );
     }
 
     // A namespace is as healthy as its services' endpoints in this cluster.

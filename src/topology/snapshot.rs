@@ -243,6 +243,10 @@ pub struct ClusterSnapshot {
     pub gateway_probes: BTreeMap<String, GatewayProbe>,
     /// Index kept on apply: pods whose label `istio-locality` overrides their node's locality.
     pub pod_localities: BTreeMap<ObjectKey, String>,
+    /// The snapshot version at which each EndpointSlice last changed.
+    pub slice_versions: BTreeMap<ObjectKey, u64>,
+    /// Bumped when anything that decides an endpoint's locality changes (nodes, pod labels).
+    pub locality_version: u64,
 }
 
 impl ClusterSnapshot {
@@ -262,21 +266,21 @@ impl ClusterSnapshot {
             }
             KubeObject::Node(o) => {
                 self.nodes.insert(key, o);
+                self.locality_version += 1;
             }
             KubeObject::Pod(o) => {
-                match o
+                let wanted = o
                     .metadata
                     .labels
                     .as_ref()
                     .and_then(|l| l.get("istio-locality"))
-                {
-                    Some(loc) => {
-                        self.pod_localities
-                            .insert(key.clone(), loc.replace('.', "/"));
-                    }
-                    None => {
-                        self.pod_localities.remove(&key);
-                    }
+                    .map(|loc| loc.replace('.', "/"));
+                let changed = match wanted {
+                    Some(loc) => self.pod_localities.insert(key.clone(), loc.clone()) != Some(loc),
+                    None => self.pod_localities.remove(&key).is_some(),
+                };
+                if changed {
+                    self.locality_version += 1;
                 }
                 self.pods.insert(key, o);
             }
@@ -284,6 +288,7 @@ impl ClusterSnapshot {
                 self.services.insert(key, o);
             }
             KubeObject::EndpointSlice(o) => {
+                self.slice_versions.insert(key.clone(), self.version + 1);
                 self.endpoint_slices.insert(key, o);
             }
             KubeObject::Deployment(o) => {
@@ -308,13 +313,21 @@ impl ClusterSnapshot {
     pub fn delete(&mut self, kind: ObjectKind, key: &ObjectKey) {
         let removed = match kind {
             ObjectKind::Namespace => self.namespaces.remove(key).is_some(),
-            ObjectKind::Node => self.nodes.remove(key).is_some(),
+            ObjectKind::Node => {
+                self.locality_version += 1;
+                self.nodes.remove(key).is_some()
+            }
             ObjectKind::Pod => {
-                self.pod_localities.remove(key);
+                if self.pod_localities.remove(key).is_some() {
+                    self.locality_version += 1;
+                }
                 self.pods.remove(key).is_some()
             }
             ObjectKind::Service => self.services.remove(key).is_some(),
-            ObjectKind::EndpointSlice => self.endpoint_slices.remove(key).is_some(),
+            ObjectKind::EndpointSlice => {
+                self.slice_versions.remove(key);
+                self.endpoint_slices.remove(key).is_some()
+            }
             ObjectKind::Deployment => self.deployments.remove(key).is_some(),
             ObjectKind::ConfigMap => self.config_maps.remove(key).is_some(),
             ObjectKind::Secret => self.secrets.remove(key).is_some(),
