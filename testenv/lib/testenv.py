@@ -977,7 +977,9 @@ def main():
                 die(f"unknown argument {a}")
         os.makedirs(CACHE_ROOT, exist_ok=True)
         import fcntl
-        lock = open(os.path.join(CACHE_ROOT, ".up.lock"), "w")
+        # One lock per state dir: parallel `up`s of one environment serialise.
+        os.makedirs(os.path.dirname(STATE), exist_ok=True)
+        lock = open(STATE.rstrip("/") + ".lock", "w")
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             up(topo)
