@@ -331,3 +331,46 @@ async fn port_forward_to_istiod_pod_reaches_real_istiod() -> Result<()> {
     }
     Ok(())
 }
+
+/// Same-named services merge across clusters: each istiod holds endpoint shards of
+/// `frontend.shop` from every data-plane cluster, with real localities from the node labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_of_a_service_merge_across_clusters() -> Result<()> {
+    let env = testenv();
+    let want: BTreeSet<String> = env
+        .data_plane()
+        .into_iter()
+        .map(|c| format!("Kubernetes/{c}"))
+        .collect();
+    for host in env.primaries() {
+        let url = format!("{}/debug/endpointShardz", env.istiod[&host].debug);
+        let shards = wait_for(
+            &format!("{host}: frontend.shop shards from {want:?}"),
+            Duration::from_secs(30),
+            || async {
+                let (status, body) = get_local(&url).await?;
+                if status != 200 {
+                    bail!("endpointShardz answered {status}");
+                }
+                let v: serde_json::Value = serde_json::from_str(&body)?;
+                let shards = v["frontend.shop.svc.cluster.local"]["shop"]["Shards"].clone();
+                let have: BTreeSet<String> = shards
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                Ok((have == want).then_some(shards))
+            },
+        )
+        .await?;
+        for (shard, eps) in shards.as_object().unwrap() {
+            for ep in eps.as_array().unwrap() {
+                let locality = ep["Locality"]["Label"].as_str().unwrap_or_default();
+                assert!(
+                    locality.starts_with("region"),
+                    "{host} {shard}: endpoint without locality: {ep}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
