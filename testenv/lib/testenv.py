@@ -43,10 +43,14 @@ TENANTS = [
     ("shop", {"istio-injection": "enabled"}),
     ("payments", {"istio.io/rev": "default"}),
     ("legacy", {"istio-injection": "disabled"}),
+    # A revision tag (MutatingWebhookConfiguration istio-revision-tag-prod, by istioctl).
+    ("checkout", {"istio.io/rev": "prod"}),
 ]
+REVISION_TAG = "prod"
 # (namespace, name, replicas per cluster role index) deployed in EVERY cluster, so the
 # same service exists in several clusters and its endpoints merge in istiod.
-WORKLOADS = [("shop", "frontend", 2), ("shop", "cart", 1), ("payments", "ledger", 1), ("legacy", "batch", 1)]
+WORKLOADS = [("shop", "frontend", 2), ("shop", "cart", 1), ("payments", "ledger", 1), ("legacy", "batch", 1),
+             ("checkout", "api", 1)]
 
 T0 = time.time()
 
@@ -604,6 +608,33 @@ spec:
 """
 
 
+# Mesh-wide mTLS and locality failover for shop/frontend (failover needs outlier detection).
+MESH_POLICY = """apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec:
+  mtls: {mode: STRICT}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: frontend, namespace: shop}
+spec:
+  host: frontend.shop.svc.cluster.local
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+      localityLbSetting:
+        enabled: true
+        failover:
+        - {from: region1, to: region2}
+        - {from: region2, to: region1}
+    outlierDetection:
+      consecutive5xxErrors: 3
+      interval: 10s
+      baseEjectionTime: 30s
+"""
+
+
 def tenant_docs(c):
     docs = []
     for ns, name, replicas in WORKLOADS:
@@ -815,8 +846,13 @@ def up(topology_arg):
         c.apply(deferred[c.name])
         if c.role in ("primary", "config"):
             # Istio resources go to the cluster whose istiod reads them.
-            c.apply(list(yaml.safe_load_all(EXPOSE_ISTIOD)))
+            c.apply(list(yaml.safe_load_all(EXPOSE_ISTIOD)) + list(yaml.safe_load_all(MESH_POLICY)))
         if c.dataPlane:
+            # Revision tag by the real istioctl (it copies the injector webhook of the revision).
+            tag = run([f"{bindir}/istioctl", "tag", "generate", REVISION_TAG, "--revision", "default",
+                       "--kubeconfig", allcfg, "--context", c.name]).stdout
+            c.apply(rewrite_webhooks([d for d in yaml.safe_load_all(tag) if d],
+                                     by_name[c.primary].ports["https"]))
             c.apply(tenant_docs(c))
 
     with concurrent.futures.ThreadPoolExecutor(len(clusters)) as ex:
