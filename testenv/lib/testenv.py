@@ -13,7 +13,6 @@ Istio work is done by the real binaries that testenv/build puts in the cache.
 
 import base64
 import concurrent.futures
-import copy
 import json
 import os
 import shutil
@@ -22,9 +21,7 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
 import urllib.request
 
 import yaml
@@ -467,7 +464,7 @@ def kwok_config(c, stages):
     return path
 
 
-def seed_nodes_and_namespaces(c, primaries_by_name):
+def seed_nodes_and_namespaces(c):
     docs = []
     for i, zone in enumerate(c.zones):
         docs.append({"apiVersion": "v1", "kind": "Node", "metadata": {
@@ -721,7 +718,7 @@ def up(topology_arg):
     with concurrent.futures.ThreadPoolExecutor(4) as ex:
         gen_futs = [ex.submit(gen, c) for c in clusters]
         for c in clusters:
-            seed_nodes_and_namespaces(c, by_name)
+            seed_nodes_and_namespaces(c)
         generated = {}
         for fut in gen_futs:
             name, docs, ew = fut.result()
@@ -831,7 +828,7 @@ def up(topology_arg):
             f"--tlsCertFile={c.dir}/istiod.crt", f"--tlsKeyFile={c.dir}/istiod.key",
             f"--caCertFile={STATE}/pki/ca.crt",
             f"--meshConfig={mesh_file}", f"--networksConfig={idir}/meshNetworks-not-used",
-            f"--ctrlz_address=127.0.0.1", f"--ctrlz_port={c.ports['ctrlz']}",
+            "--ctrlz_address=127.0.0.1", f"--ctrlz_port={c.ports['ctrlz']}",
             "--domain=cluster.local", "--keepaliveMaxServerConnectionAge=30m", "--shutdownDuration=1s",
             "--log_output_level=default:info",
         ], env=env, cwd=idir)
@@ -1009,6 +1006,9 @@ def main():
                 topo = rest.pop(0)
             elif a.startswith("--topology="):
                 topo = a.split("=", 1)[1]
+            elif a in ("-h", "--help"):
+                print(__doc__)
+                return
             else:
                 die(f"unknown argument {a}")
         os.makedirs(CACHE_ROOT, exist_ok=True)
@@ -1019,10 +1019,9 @@ def main():
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             up(topo)
-        except SystemExit:
-            raise
-        except BaseException:
-            log("up failed; leaving state for inspection (logs in %s/logs); testenv/down cleans up" % STATE)
+        except BaseException as e:
+            if not (isinstance(e, SystemExit) and not e.code):
+                log(f"up failed; state left for inspection (logs in {STATE}/logs); testenv/down cleans up")
             raise
     elif cmd == "down":
         down()
