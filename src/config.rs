@@ -97,6 +97,16 @@ pub fn settings(cli: &Cli, no_color: bool) -> Result<Settings> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn no_color_forces_mono_even_over_an_explicit_theme() {
+        let cli = Cli::parse_from(["meshtop", "--demo", "--theme", "light"]);
+        let s = settings(&cli, true).unwrap();
+        assert_eq!(s.themes[s.theme_index].name, "mono");
+        let s = settings(&cli, false).unwrap();
+        assert_eq!(s.themes[s.theme_index].name, "light");
+    }
 
     #[test]
     fn config_with_unknown_key_names_the_file() {

@@ -161,3 +161,21 @@ fn switching_revision_relabels_namespaces_of_a_primary() {
         .unwrap();
     assert_eq!(ns.revision.as_deref(), Some("default"));
 }
+
+#[test]
+fn the_demo_story_loses_east_1s_istiod_and_its_remote_goes_down() {
+    let mut sim = sim();
+    for _ in 0..145 {
+        let _ = sim.step();
+    }
+    let t = derive(sim.world());
+    let east2 = t.cluster("east-2").unwrap();
+    assert_eq!(east2.status, meshtop::topology::model::Health::Down);
+    assert!(t
+        .findings_for(&meshtop::topology::model::NodeId::cluster("east-2"))
+        .any(|f| f.message.contains("only control plane")));
+    // The way out: fail over to west-1, whose checks pass.
+    let p = plan(&t, &Subject::Cluster("east-2".into()), None).unwrap();
+    assert_eq!(p.to, "west-1/istio-system/istiod");
+    assert!(!blocking(&preflight(&t, &p, false)));
+}

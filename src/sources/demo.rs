@@ -987,10 +987,12 @@ impl DemoSim {
     }
 
     fn cp_ready(&self, cp: &SimControlPlane) -> bool {
+        let phase = self.tick % 180;
         let down = self.incidents
             && cp.context == "east-1"
-            && cp.name == "istiod-canary"
-            && (100..120).contains(&(self.tick % 180));
+            && cp.namespace == "istio-system"
+            && ((cp.name == "istiod-canary" && (100..120).contains(&phase))
+                || (cp.name == "istiod" && (140..165).contains(&phase)));
         !down
     }
 
@@ -1132,6 +1134,10 @@ impl DemoSim {
             // The canary control plane becomes unready and recovers.
             let canary_ready = if (100..120).contains(&phase) { 0 } else { 1 };
             self.set_deployment_ready("east-1", "istio-system", "istiod-canary", canary_ready);
+            // Then east-1's main istiod fails: its remote east-2 loses its only control plane,
+            // the moment to fail east-2 over to west-1.
+            let main_ready = if (140..165).contains(&phase) { 0 } else { 2 };
+            self.set_deployment_ready("east-1", "istio-system", "istiod", main_ready);
         }
         if !self.workloads.is_empty() {
             if self.rng.chance(40) {
