@@ -88,18 +88,10 @@ fn benches(c: &mut Criterion) {
     let mut app = App::new(themes, 0, "bench".into(), false);
     app.on_topology(Arc::new(topology), Vec::new());
     // Open a cluster and a namespace, select a service: the richest panel.
-    let target = app
-        .nodes
-        .keys()
-        .filter(|id| id.starts_with("svc:c07/"))
-        .min()
-        .cloned()
-        .expect("a service in c07");
-    let path = tree::path_to(&app.tree_items, &target).expect("path to service");
-    for i in 1..path.len() {
-        app.tree_state.open(path[..i].to_vec());
-    }
-    app.tree_state.select(path);
+    let c07 = app.topology.cluster("c07").expect("cluster c07");
+    let ns = c07.namespaces.first().expect("a namespace in c07");
+    let target = format!("svc:c07/{}/{}", ns.name, ns.services[0]);
+    assert!(app.select_node(&target), "service node exists");
     let mut terminal = Terminal::new(TestBackend::new(200, 60)).expect("test backend");
     c.bench_function("render/full frame 200x60", |b| {
         b.iter(|| {
@@ -110,7 +102,17 @@ fn benches(c: &mut Criterion) {
     });
 
     c.bench_function("tree/rebuild items after a topology change", |b| {
-        b.iter(|| tree::build(&app.topology, "", app.theme()))
+        b.iter(|| tree::build(&app.topology, "", app.theme(), app.tree_state.opened()))
+    });
+    c.bench_function("tree/rebuild with a filter (every node visited)", |b| {
+        b.iter(|| {
+            tree::build(
+                &app.topology,
+                "svc-01",
+                app.theme(),
+                app.tree_state.opened(),
+            )
+        })
     });
 }
 

@@ -13,7 +13,7 @@ use meshtop::engine::{diff, LogEntry};
 use meshtop::sources::demo::DemoSim;
 use meshtop::topology::derive::derive;
 use meshtop::topology::model::Topology;
-use meshtop::ui::{self, theme, tree};
+use meshtop::ui::{self, theme};
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
@@ -254,11 +254,7 @@ fn app(topology: Arc<Topology>, log: Vec<LogEntry>, theme_name: &str) -> App {
 }
 
 fn select(app: &mut App, id: &str) {
-    let path = tree::path_to(&app.tree_items, id).expect("node exists");
-    for i in 1..path.len() {
-        app.tree_state.open(path[..i].to_vec());
-    }
-    app.tree_state.select(path);
+    assert!(app.select_node(id), "no node {id}");
 }
 
 fn shoot(app: &mut App, fonts: &Fonts, name: &str) {

@@ -7,8 +7,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use meshtop::app::state::App;
 use meshtop::sources::demo::DemoSim;
 use meshtop::topology::derive::derive;
+use meshtop::ui;
 use meshtop::ui::theme::{self, Theme};
-use meshtop::ui::{self as ui, tree};
 use ratatui::backend::TestBackend;
 use ratatui::style::Modifier;
 use ratatui::Terminal;
@@ -26,11 +26,7 @@ fn app(theme_name: &str) -> App {
 }
 
 fn select(app: &mut App, id: &str) {
-    let path = tree::path_to(&app.tree_items, id).unwrap_or_else(|| panic!("no node {id}"));
-    for i in 1..path.len() {
-        app.tree_state.open(path[..i].to_vec());
-    }
-    app.tree_state.select(path);
+    assert!(app.select_node(id), "no node {id}");
 }
 
 fn key(app: &mut App, c: char) {

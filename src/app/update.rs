@@ -15,7 +15,7 @@ use crate::topology::model::{Severity, Topology};
 use crate::ui::tree::{self, NodeRef};
 
 impl App {
-    /// Rebuilds the tree items when the topology, filter or theme changed.
+    /// Rebuilds the tree items when the topology, filter, theme or open nodes changed.
     pub fn refresh_tree(&mut self) {
         if !self.tree_dirty {
             return;
@@ -24,74 +24,92 @@ impl App {
         if !self.filter.is_empty() && self.opened_before_filter.is_none() {
             self.opened_before_filter = Some(self.tree_state.opened().iter().cloned().collect());
         }
-        let model = tree::build(&self.topology, &self.filter, self.theme());
+        if self.filter.is_empty() {
+            if let Some(opened) = self.opened_before_filter.take() {
+                // Back to the user's own open nodes (the way to the cursor is reopened below).
+                self.tree_state.close_all();
+                for path in opened {
+                    self.tree_state.open(path);
+                }
+            }
+        }
+        // Find the cursor's node in the new model first (it may have moved, e.g. a cluster
+        // re-parented under its new control plane), so the build includes the way to it.
+        let selected = self.tree_state.selected().to_vec();
+        let target = selected
+            .last()
+            .and_then(|id| tree::path_of(&self.topology, id))
+            .unwrap_or_else(|| self.relocate(&selected));
+        for i in 1..target.len() {
+            self.tree_state.open(target[..i].to_vec());
+        }
+        let model = tree::build(
+            &self.topology,
+            &self.filter,
+            self.theme(),
+            self.tree_state.opened(),
+        );
         self.tree_items = model.items;
         self.nodes = model.nodes;
-        if !self.filter.is_empty() {
+        if self.filter.is_empty() {
+            self.tree_state.select(target);
+        } else {
             for path in tree::all_parent_paths(&self.tree_items) {
                 self.tree_state.open(path);
             }
-        } else if let Some(opened) = self.opened_before_filter.take() {
-            // Back to the user's own open nodes, plus the way to the node they picked.
-            self.tree_state.close_all();
-            for path in opened {
-                self.tree_state.open(path);
+            let shown = target.last().is_some_and(|id| self.nodes.contains_key(id));
+            if shown {
+                self.tree_state.select(target);
+            } else {
+                let first = self
+                    .tree_items
+                    .first()
+                    .map(|i| vec![i.identifier().clone()]);
+                self.tree_state.select(first.unwrap_or_default());
             }
-            let selected = self.tree_state.selected().to_vec();
-            for i in 1..selected.len() {
-                self.tree_state.open(selected[..i].to_vec());
-            }
-        }
-        let selected = self.tree_state.selected().to_vec();
-        let still_there = tree::path_to(
-            &self.tree_items,
-            selected.last().map(String::as_str).unwrap_or(""),
-        )
-        .filter(|path| *path == selected)
-        .is_some();
-        if !still_there {
-            let path = self.relocate(&selected);
-            for i in 1..path.len() {
-                self.tree_state.open(path[..i].to_vec());
-            }
-            self.tree_state.select(path);
         }
     }
 
-    /// Where the cursor goes when its node moved or vanished: the same node elsewhere (a
-    /// cluster re-parented under its new control plane), else the nearest ancestor left.
-    fn relocate(&self, old: &[String]) -> Vec<String> {
-        let Some(last) = old.last() else {
-            return self
-                .tree_items
-                .first()
-                .map(|i| vec![i.identifier().clone()])
-                .unwrap_or_default();
+    /// Selects a node by id, opening the way to it.
+    pub fn select_node(&mut self, id: &str) -> bool {
+        let Some(path) = tree::path_of(&self.topology, id) else {
+            return false;
         };
-        if let Some(path) = tree::path_to(&self.tree_items, last) {
-            return path;
+        for i in 1..path.len() {
+            self.tree_state.open(path[..i].to_vec());
         }
-        if let Some(context) = last
-            .strip_prefix("serves:")
+        self.tree_state.select(path);
+        self.tree_dirty = true;
+        self.refresh_tree();
+        true
+    }
+
+    /// Where the cursor goes when its node vanished: the same cluster under its new control
+    /// plane, else the nearest ancestor left, else the top.
+    fn relocate(&self, old: &[String]) -> Vec<String> {
+        let t = &self.topology;
+        if let Some(context) = old
+            .last()
+            .and_then(|id| id.strip_prefix("serves:"))
             .and_then(|r| r.rsplit_once(':'))
             .map(|(_, c)| c)
         {
-            let moved = self.nodes.iter().find_map(|(id, node)| match node {
-                NodeRef::Served(_, c) if c == context => Some(id.clone()),
-                _ => None,
-            });
-            if let Some(path) = moved.and_then(|id| tree::path_to(&self.tree_items, &id)) {
+            let moved = t
+                .cluster(context)
+                .and_then(|c| c.served_by.first())
+                .and_then(|cp| tree::path_of(t, &format!("serves:{cp}:{context}")));
+            if let Some(path) = moved {
                 return path;
             }
         }
         for i in (1..old.len()).rev() {
-            if let Some(path) = tree::path_to(&self.tree_items, &old[i - 1]) {
+            if let Some(path) = tree::path_of(t, &old[i - 1]) {
                 return path;
             }
         }
-        self.tree_items
+        t.meshes
             .first()
-            .map(|i| vec![i.identifier().clone()])
+            .map(|m| vec![crate::topology::model::NodeId::mesh(&m.id)])
             .unwrap_or_default()
     }
 
@@ -133,7 +151,8 @@ impl App {
                 self.tree_state.scroll_up(3);
             }
             MouseEventKind::Down(_) => {
-                self.tree_state
+                self.tree_dirty |= self
+                    .tree_state
                     .click_at(ratatui::layout::Position::new(event.column, event.row));
             }
             _ => {}
@@ -165,14 +184,15 @@ impl App {
         match action {
             Action::Up => self.move_cursor(-1),
             Action::Down => self.move_cursor(1),
+            // Opening or closing changes which items exist: rebuild before the next frame.
             Action::Collapse => {
-                self.tree_state.key_left();
+                self.tree_dirty |= self.tree_state.key_left();
             }
             Action::Expand => {
-                self.tree_state.key_right();
+                self.tree_dirty |= self.tree_state.key_right();
             }
             Action::Toggle => {
-                self.tree_state.toggle_selected();
+                self.tree_dirty |= self.tree_state.toggle_selected();
             }
             Action::PageUp => self.move_cursor(-(self.page.max(1) as isize)),
             Action::PageDown => self.move_cursor(self.page.max(1) as isize),

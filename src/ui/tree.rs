@@ -1,8 +1,10 @@
 //! The hierarchy as tree items: Mesh → Network → Cluster → {Control planes → served clusters,
-//! Gateways, Namespaces → Services}. Built once per topology, filter or theme change; the
-//! widget then renders only the rows in view.
+//! Gateways, Namespaces → Services}. Rebuilt on a topology, filter, theme or open/close change,
+//! and only below open nodes (a closed node gets one hidden placeholder child so it still shows
+//! ▶): the cost follows what is on screen, not the size of the mesh. With a filter, every node
+//! is visited but only matches and their ancestors get a line.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ratatui::text::{Line, Span};
 use tui_tree_widget::TreeItem;
@@ -49,20 +51,17 @@ pub struct TreeModel {
     pub nodes: HashMap<String, NodeRef>,
 }
 
+/// Id of the hidden child that makes a closed node expandable.
+fn placeholder(parent: &str) -> TreeItem<'static, String> {
+    TreeItem::new_leaf(format!("…{parent}"), "…")
+}
+
 struct Builder<'a> {
     theme: &'a Theme,
     filter: String,
+    opened: &'a HashSet<Vec<String>>,
     nodes: HashMap<String, NodeRef>,
     topology: &'a Topology,
-}
-
-/// One tree node under construction; children that fail the filter are dropped.
-struct Node {
-    id: String,
-    reference: NodeRef,
-    line: Line<'static>,
-    matches: bool,
-    children: Vec<Node>,
 }
 
 impl Builder<'_> {
@@ -88,198 +87,53 @@ impl Builder<'_> {
         self.topology.findings_for(node).count()
     }
 
+    /// One node. `children` runs only when the node is open (or a filter is active);
+    /// `line` only when the node is shown.
+    #[allow(clippy::too_many_arguments)]
     fn node(
-        &self,
+        &mut self,
+        parent: &[String],
         id: String,
         reference: NodeRef,
         name: &str,
-        line: Line<'static>,
-        children: Vec<Node>,
-    ) -> Node {
-        let matches = self.filter.is_empty() || name.to_lowercase().contains(&self.filter);
-        Node {
-            id,
-            reference,
-            line,
-            matches,
-            children,
-        }
-    }
-
-    /// Keeps a node when it or a descendant matches the filter.
-    fn keep(&self, mut node: Node) -> Option<Node> {
-        if self.filter.is_empty() || node.matches {
-            return Some(node);
-        }
-        node.children = std::mem::take(&mut node.children)
-            .into_iter()
-            .filter_map(|c| self.keep(c))
-            .collect();
-        (!node.children.is_empty()).then_some(node)
-    }
-
-    fn finish(&mut self, node: Node) -> TreeItem<'static, String> {
-        self.nodes.insert(node.id.clone(), node.reference);
-        let children: Vec<TreeItem<'static, String>> =
-            node.children.into_iter().map(|c| self.finish(c)).collect();
-        if children.is_empty() {
-            TreeItem::new_leaf(node.id, node.line)
+        has_children: bool,
+        line: impl FnOnce(&Self) -> Line<'static>,
+        children: impl FnOnce(&mut Self, &[String]) -> Vec<TreeItem<'static, String>>,
+    ) -> Option<TreeItem<'static, String>> {
+        let filtering = !self.filter.is_empty();
+        let mut path = parent.to_vec();
+        path.push(id.clone());
+        let kids = if has_children && (filtering || self.opened.contains(&path)) {
+            children(self, &path)
         } else {
-            // Ids are unique by construction; fall back to a leaf rather than fail a frame.
-            let line = node.line.clone();
-            TreeItem::new(node.id.clone(), node.line, children)
-                .unwrap_or_else(|_| TreeItem::new_leaf(node.id, line))
+            Vec::new()
+        };
+        if filtering && kids.is_empty() && !name.to_lowercase().contains(&self.filter) {
+            return None;
         }
+        let line = line(self);
+        self.nodes.insert(id.clone(), reference);
+        let kids = if kids.is_empty() && has_children && !filtering {
+            vec![placeholder(&id)]
+        } else {
+            kids
+        };
+        if kids.is_empty() {
+            return Some(TreeItem::new_leaf(id, line));
+        }
+        // Ids are unique by construction; fall back to a leaf rather than fail a frame.
+        Some(
+            TreeItem::new(id.clone(), line.clone(), kids)
+                .unwrap_or_else(|_| TreeItem::new_leaf(id, line)),
+        )
     }
 
-    fn cluster(&self, mesh: &Mesh, c: &Cluster) -> Node {
-        let cp_nodes: Vec<Node> = c
-            .control_planes
-            .iter()
-            .map(|cp| {
-                let served: Vec<Node> = self
-                    .topology
-                    .clusters()
-                    .filter(|o| o.served_by.contains(&cp.id))
-                    .map(|o| {
-                        let id = format!("serves:{}:{}", cp.id, o.name);
-                        let line = self.line(o.status, &o.name, format!("↳ {}", o.role.label()), 0);
-                        self.node(
-                            id,
-                            NodeRef::Served(cp.id.clone(), o.name.clone()),
-                            &o.name,
-                            line,
-                            vec![],
-                        )
-                    })
-                    .collect();
-                let detail = format!(
-                    "{} {}/{}{}",
-                    cp.revision,
-                    cp.ready_replicas,
-                    cp.replicas,
-                    if cp.external { " external" } else { "" }
-                );
-                let label = format!("{}/{}", cp.namespace, cp.name);
-                let id = NodeId::control_plane(&cp.id);
-                let line = self.line(cp.health, &label, detail, self.findings(&id));
-                self.node(
-                    id,
-                    NodeRef::ControlPlane(cp.id.clone()),
-                    &label,
-                    line,
-                    served,
-                )
-            })
-            .collect();
-        let gw_nodes: Vec<Node> = c
-            .gateways
-            .iter()
-            .map(|g| {
-                let detail = format!("{} {}/{}", g.kind.label(), g.ready_pods, g.pods);
-                let id = NodeId::gateway(&g.id);
-                let line = self.line(g.health, &g.name, detail, self.findings(&id));
-                self.node(id, NodeRef::Gateway(g.id.clone()), &g.name, line, vec![])
-            })
-            .collect();
-        let ns_nodes: Vec<Node> = c
-            .namespaces
-            .iter()
-            .map(|ns| {
-                let services: Vec<Node> = ns
-                    .services
-                    .iter()
-                    .map(|svc| {
-                        let (health, detail, findings) = match mesh.service(&ns.name, svc) {
-                            Some(s) => {
-                                let here: (u32, u32) = s
-                                    .endpoints
-                                    .iter()
-                                    .filter(|e| *e.cluster == *c.name)
-                                    .fold((0, 0), |(r, t), e| {
-                                        (r + e.ready, t + e.ready + e.not_ready)
-                                    });
-                                let counts = [(here.0, here.1 - here.0)];
-                                (
-                                    crate::topology::health::endpoints(counts.iter()),
-                                    format!("{}/{}", here.0, here.1),
-                                    self.findings(&NodeId::mesh_service(&mesh.id, &ns.name, svc)),
-                                )
-                            }
-                            None => (Health::Unknown, "cluster-local".to_string(), 0),
-                        };
-                        let id = NodeId::service(&c.name, &ns.name, svc);
-                        let line = self.line(health, svc, detail, findings);
-                        self.node(
-                            id,
-                            NodeRef::Service(c.name.clone(), ns.name.clone(), svc.clone()),
-                            svc,
-                            line,
-                            vec![],
-                        )
-                    })
-                    .collect();
-                let id = NodeId::namespace(&c.name, &ns.name);
-                let findings = self.findings(&NodeId::tenant(&mesh.id, &ns.name));
-                let line = self.line(ns.health, &ns.name, ns.injection.clone(), findings);
-                self.node(
-                    id,
-                    NodeRef::Namespace(c.name.clone(), ns.name.clone()),
-                    &ns.name,
-                    line,
-                    services,
-                )
-            })
-            .collect();
-        let group =
-            |kind: &str, label: &str, reference: NodeRef, children: Vec<Node>, health: Health| {
-                let id = format!("grp:{kind}:{}", c.name);
-                let line = self.line(health, label, format!("({})", children.len()), 0);
-                self.node(id, reference, label, line, children)
-            };
-        let cp_health = c
-            .control_planes
-            .iter()
-            .map(|cp| cp.health)
-            .fold(Health::Healthy, Health::worst);
-        let gw_health = c
-            .gateways
-            .iter()
-            .map(|g| g.health)
-            .fold(Health::Healthy, Health::worst);
-        let ns_health = c
-            .namespaces
-            .iter()
-            .map(|n| n.health)
-            .fold(Health::Healthy, Health::worst);
-        let mut children = Vec::new();
-        if !cp_nodes.is_empty() {
-            children.push(group(
-                "cp",
-                "Control planes",
-                NodeRef::ControlPlanes(c.name.clone()),
-                cp_nodes,
-                cp_health,
-            ));
-        }
-        if !gw_nodes.is_empty() {
-            children.push(group(
-                "gw",
-                "Gateways",
-                NodeRef::Gateways(c.name.clone()),
-                gw_nodes,
-                gw_health,
-            ));
-        }
-        if !ns_nodes.is_empty() {
-            children.push(group(
-                "ns",
-                "Namespaces",
-                NodeRef::Namespaces(c.name.clone()),
-                ns_nodes,
-                ns_health,
-            ));
-        }
+    fn cluster(
+        &mut self,
+        parent: &[String],
+        mesh: &Mesh,
+        c: &Cluster,
+    ) -> Option<TreeItem<'static, String>> {
         let served = c
             .served_by
             .iter()
@@ -288,63 +142,323 @@ impl Builder<'_> {
             .map(|cp| format!(" ← {}", cp.cluster))
             .next()
             .unwrap_or_default();
-        let detail = format!(
-            "{}{served} {}/{}",
-            c.role.label(),
-            c.endpoints_ready,
-            c.endpoints_total
-        );
         let id = NodeId::cluster(&c.name);
-        let line = self.line(c.status, &c.name, detail, self.findings(&id));
+        let has_children =
+            !c.control_planes.is_empty() || !c.gateways.is_empty() || !c.namespaces.is_empty();
         self.node(
-            id,
+            parent,
+            id.clone(),
             NodeRef::Cluster(c.name.clone()),
             &c.name,
-            line,
+            has_children,
+            |b| {
+                let detail = format!(
+                    "{}{served} {}/{}",
+                    c.role.label(),
+                    c.endpoints_ready,
+                    c.endpoints_total
+                );
+                b.line(c.status, &c.name, detail, b.findings(&id))
+            },
+            |b, path| {
+                let mut groups = Vec::new();
+                groups.extend(b.control_plane_group(path, c));
+                groups.extend(b.gateway_group(path, c));
+                groups.extend(b.namespace_group(path, mesh, c));
+                groups
+            },
+        )
+    }
+
+    fn group(
+        &mut self,
+        parent: &[String],
+        kind: &str,
+        label: &str,
+        reference: NodeRef,
+        count: usize,
+        health: Health,
+        children: impl FnOnce(&mut Self, &[String]) -> Vec<TreeItem<'static, String>>,
+    ) -> Option<TreeItem<'static, String>> {
+        if count == 0 {
+            return None;
+        }
+        let context = reference.cluster().unwrap_or_default().to_string();
+        self.node(
+            parent,
+            format!("grp:{kind}:{context}"),
+            reference,
+            label,
+            true,
+            |b| b.line(health, label, format!("({count})"), 0),
             children,
+        )
+    }
+
+    fn control_plane_group(
+        &mut self,
+        parent: &[String],
+        c: &Cluster,
+    ) -> Option<TreeItem<'static, String>> {
+        let health = c
+            .control_planes
+            .iter()
+            .map(|cp| cp.health)
+            .fold(Health::Healthy, Health::worst);
+        self.group(
+            parent,
+            "cp",
+            "Control planes",
+            NodeRef::ControlPlanes(c.name.clone()),
+            c.control_planes.len(),
+            health,
+            |b, path| {
+                c.control_planes
+                    .iter()
+                    .filter_map(|cp| b.control_plane(path, cp))
+                    .collect()
+            },
+        )
+    }
+
+    fn control_plane(
+        &mut self,
+        parent: &[String],
+        cp: &ControlPlane,
+    ) -> Option<TreeItem<'static, String>> {
+        let topology = self.topology;
+        let served: Vec<&Cluster> = topology
+            .clusters()
+            .filter(|o| o.served_by.contains(&cp.id))
+            .collect();
+        let label = format!("{}/{}", cp.namespace, cp.name);
+        let id = NodeId::control_plane(&cp.id);
+        self.node(
+            parent,
+            id.clone(),
+            NodeRef::ControlPlane(cp.id.clone()),
+            &label,
+            !served.is_empty(),
+            |b| {
+                let detail = format!(
+                    "{} {}/{}{}",
+                    cp.revision,
+                    cp.ready_replicas,
+                    cp.replicas,
+                    if cp.external { " external" } else { "" }
+                );
+                b.line(cp.health, &label, detail, b.findings(&id))
+            },
+            |b, path| {
+                served
+                    .iter()
+                    .filter_map(|o| {
+                        b.node(
+                            path,
+                            format!("serves:{}:{}", cp.id, o.name),
+                            NodeRef::Served(cp.id.clone(), o.name.clone()),
+                            &o.name,
+                            false,
+                            |b| b.line(o.status, &o.name, format!("↳ {}", o.role.label()), 0),
+                            |_, _| Vec::new(),
+                        )
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    fn gateway_group(
+        &mut self,
+        parent: &[String],
+        c: &Cluster,
+    ) -> Option<TreeItem<'static, String>> {
+        let health = c
+            .gateways
+            .iter()
+            .map(|g| g.health)
+            .fold(Health::Healthy, Health::worst);
+        self.group(
+            parent,
+            "gw",
+            "Gateways",
+            NodeRef::Gateways(c.name.clone()),
+            c.gateways.len(),
+            health,
+            |b, path| {
+                c.gateways
+                    .iter()
+                    .filter_map(|g| {
+                        let id = NodeId::gateway(&g.id);
+                        b.node(
+                            path,
+                            id.clone(),
+                            NodeRef::Gateway(g.id.clone()),
+                            &g.name,
+                            false,
+                            |b| {
+                                let detail =
+                                    format!("{} {}/{}", g.kind.label(), g.ready_pods, g.pods);
+                                b.line(g.health, &g.name, detail, b.findings(&id))
+                            },
+                            |_, _| Vec::new(),
+                        )
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    fn namespace_group(
+        &mut self,
+        parent: &[String],
+        mesh: &Mesh,
+        c: &Cluster,
+    ) -> Option<TreeItem<'static, String>> {
+        let health = c
+            .namespaces
+            .iter()
+            .map(|n| n.health)
+            .fold(Health::Healthy, Health::worst);
+        self.group(
+            parent,
+            "ns",
+            "Namespaces",
+            NodeRef::Namespaces(c.name.clone()),
+            c.namespaces.len(),
+            health,
+            |b, path| {
+                c.namespaces
+                    .iter()
+                    .filter_map(|ns| b.namespace(path, mesh, c, ns))
+                    .collect()
+            },
+        )
+    }
+
+    fn namespace(
+        &mut self,
+        parent: &[String],
+        mesh: &Mesh,
+        c: &Cluster,
+        ns: &ClusterNamespace,
+    ) -> Option<TreeItem<'static, String>> {
+        self.node(
+            parent,
+            NodeId::namespace(&c.name, &ns.name),
+            NodeRef::Namespace(c.name.clone(), ns.name.clone()),
+            &ns.name,
+            !ns.services.is_empty(),
+            |b| {
+                let findings = b.findings(&NodeId::tenant(&mesh.id, &ns.name));
+                b.line(ns.health, &ns.name, ns.injection.clone(), findings)
+            },
+            |b, path| {
+                ns.services
+                    .iter()
+                    .filter_map(|svc| b.service(path, mesh, c, ns, svc))
+                    .collect()
+            },
+        )
+    }
+
+    fn service(
+        &mut self,
+        parent: &[String],
+        mesh: &Mesh,
+        c: &Cluster,
+        ns: &ClusterNamespace,
+        svc: &str,
+    ) -> Option<TreeItem<'static, String>> {
+        self.node(
+            parent,
+            NodeId::service(&c.name, &ns.name, svc),
+            NodeRef::Service(c.name.clone(), ns.name.clone(), svc.to_string()),
+            svc,
+            false,
+            |b| {
+                let (health, detail, findings) = match mesh.service(&ns.name, svc) {
+                    Some(s) => {
+                        let here: (u32, u32) = s
+                            .endpoints
+                            .iter()
+                            .filter(|e| *e.cluster == *c.name)
+                            .fold((0, 0), |(r, t), e| (r + e.ready, t + e.ready + e.not_ready));
+                        let counts = [(here.0, here.1 - here.0)];
+                        (
+                            crate::topology::health::endpoints(counts.iter()),
+                            format!("{}/{}", here.0, here.1),
+                            b.findings(&NodeId::mesh_service(&mesh.id, &ns.name, svc)),
+                        )
+                    }
+                    None => (Health::Unknown, "cluster-local".to_string(), 0),
+                };
+                b.line(health, svc, detail, findings)
+            },
+            |_, _| Vec::new(),
         )
     }
 }
 
-pub fn build(topology: &Topology, filter: &str, theme: &Theme) -> TreeModel {
+/// Builds the items below `opened` nodes only (every node when `filter` is set).
+pub fn build(
+    topology: &Topology,
+    filter: &str,
+    theme: &Theme,
+    opened: &HashSet<Vec<String>>,
+) -> TreeModel {
     let mut b = Builder {
         theme,
         filter: filter.to_lowercase(),
+        opened,
         nodes: HashMap::new(),
         topology,
     };
     let mut items = Vec::new();
     for mesh in &topology.meshes {
-        let networks: Vec<Node> = mesh
-            .networks
-            .iter()
-            .map(|net| {
-                let clusters: Vec<Node> = net.clusters.iter().map(|c| b.cluster(mesh, c)).collect();
-                let id = NodeId::network(&mesh.id, &net.name);
-                let detail = format!(
-                    "{} cluster{}{}",
-                    net.clusters.len(),
-                    if net.clusters.len() == 1 { "" } else { "s" },
-                    if net.reachable { "" } else { " · unreachable" }
-                );
-                let line = b.line(net.health, &net.name, detail, b.findings(&id));
-                b.node(
-                    id,
-                    NodeRef::Network(mesh.id.clone(), net.name.clone()),
-                    &net.name,
-                    line,
-                    clusters,
-                )
-            })
-            .collect();
         let id = NodeId::mesh(&mesh.id);
-        let detail = format!("{} · {} services", mesh.trust_domain, mesh.services.len());
-        let line = b.line(mesh.health, &mesh.id, detail, b.findings(&id));
-        let node = b.node(id, NodeRef::Mesh(mesh.id.clone()), &mesh.id, line, networks);
-        if let Some(node) = b.keep(node) {
-            let item = b.finish(node);
-            items.push(item);
-        }
+        let item = b.node(
+            &[],
+            id.clone(),
+            NodeRef::Mesh(mesh.id.clone()),
+            &mesh.id,
+            !mesh.networks.is_empty(),
+            |b| {
+                let detail = format!("{} · {} services", mesh.trust_domain, mesh.services.len());
+                b.line(mesh.health, &mesh.id, detail, b.findings(&id))
+            },
+            |b, path| {
+                mesh.networks
+                    .iter()
+                    .filter_map(|net| {
+                        let id = NodeId::network(&mesh.id, &net.name);
+                        b.node(
+                            path,
+                            id.clone(),
+                            NodeRef::Network(mesh.id.clone(), net.name.clone()),
+                            &net.name,
+                            !net.clusters.is_empty(),
+                            |b| {
+                                let detail = format!(
+                                    "{} cluster{}{}",
+                                    net.clusters.len(),
+                                    if net.clusters.len() == 1 { "" } else { "s" },
+                                    if net.reachable { "" } else { " · unreachable" }
+                                );
+                                b.line(net.health, &net.name, detail, b.findings(&id))
+                            },
+                            |b, path| {
+                                net.clusters
+                                    .iter()
+                                    .filter_map(|c| b.cluster(path, mesh, c))
+                                    .collect()
+                            },
+                        )
+                    })
+                    .collect()
+            },
+        );
+        items.extend(item);
     }
     TreeModel {
         items,
@@ -373,7 +487,73 @@ pub fn all_parent_paths(items: &[TreeItem<'static, String>]) -> Vec<Vec<String>>
     out
 }
 
-/// The path (ids from the root) of the first node with this id.
+/// The path (ids from the root) of a node, from the model: it need not be built (its
+/// ancestors may be closed). Open every prefix of it to show the node.
+pub fn path_of(topology: &Topology, id: &str) -> Option<Vec<String>> {
+    for mesh in &topology.meshes {
+        let mesh_id = NodeId::mesh(&mesh.id);
+        if mesh_id == id {
+            return Some(vec![mesh_id]);
+        }
+        for net in &mesh.networks {
+            let net_id = NodeId::network(&mesh.id, &net.name);
+            let base = vec![mesh_id.clone(), net_id.clone()];
+            if net_id == id {
+                return Some(base);
+            }
+            for c in &net.clusters {
+                let mut path = base.clone();
+                path.push(NodeId::cluster(&c.name));
+                if path[2] == id {
+                    return Some(path);
+                }
+                let with = |mut p: Vec<String>, more: &[String]| {
+                    p.extend_from_slice(more);
+                    Some(p)
+                };
+                let grp = |kind: &str| format!("grp:{kind}:{}", c.name);
+                for kind in ["cp", "gw", "ns"] {
+                    if grp(kind) == id {
+                        return with(path, &[grp(kind)]);
+                    }
+                }
+                for cp in &c.control_planes {
+                    let cp_id = NodeId::control_plane(&cp.id);
+                    if cp_id == id {
+                        return with(path, &[grp("cp"), cp_id]);
+                    }
+                    if let Some(ctx) = id.strip_prefix(&format!("serves:{}:", cp.id)) {
+                        if topology
+                            .cluster(ctx)
+                            .is_some_and(|o| o.served_by.contains(&cp.id))
+                        {
+                            return with(path, &[grp("cp"), cp_id, id.to_string()]);
+                        }
+                    }
+                }
+                for g in &c.gateways {
+                    if NodeId::gateway(&g.id) == id {
+                        return with(path, &[grp("gw"), id.to_string()]);
+                    }
+                }
+                for ns in c.namespaces.iter() {
+                    let ns_id = NodeId::namespace(&c.name, &ns.name);
+                    if ns_id == id {
+                        return with(path, &[grp("ns"), ns_id]);
+                    }
+                    for svc in &ns.services {
+                        if NodeId::service(&c.name, &ns.name, svc) == id {
+                            return with(path, &[grp("ns"), ns_id, id.to_string()]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The path (ids from the root) of the first built node with this id.
 pub fn path_to(items: &[TreeItem<'static, String>], id: &str) -> Option<Vec<String>> {
     for item in items {
         if item.identifier() == id {
