@@ -170,6 +170,7 @@ impl Builder<'_> {
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn group(
         &mut self,
         parent: &[String],
