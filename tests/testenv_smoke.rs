@@ -221,6 +221,34 @@ async fn istiod_remote_clusters_agree_with_remote_secrets() -> Result<()> {
         for r in &rows {
             assert_eq!(r["syncStatus"], "synced", "{primary}: {r}");
         }
+
+        // And the real `istioctl remote-clusters` (it port-forwards to the istiod pod).
+        let out = std::process::Command::new(common::testenv::bin_dir()?.join("istioctl"))
+            .args(["remote-clusters", "--context", &host, "--kubeconfig"])
+            .arg(&env.kubeconfig)
+            .output()?;
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "istioctl remote-clusters --context {host}: {table} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut from_istioctl = BTreeMap::new();
+        for line in table.lines().skip(1) {
+            // NAME SECRET STATUS ISTIOD REVISION; the local cluster has no SECRET.
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() == 5 {
+                assert_eq!(f[2], "synced", "{host}: {line}");
+                from_istioctl.insert(
+                    f[0].to_string(),
+                    f[1].rsplit('/').next().unwrap_or_default().to_string(),
+                );
+            }
+        }
+        assert_eq!(
+            from_istioctl, from_secrets,
+            "istioctl remote-clusters --context {host} vs remote secrets"
+        );
     }
     Ok(())
 }

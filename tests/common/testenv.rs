@@ -184,6 +184,20 @@ fn load(kubeconfig: &Path) -> Result<TestEnv> {
     })
 }
 
+/// The directory of the testenv binaries (istioctl, kubectl, ...), from `testenv/build --print`.
+pub fn bin_dir() -> Result<PathBuf> {
+    let out = Command::new(repo_root().join("testenv/build"))
+        .arg("--print")
+        .output()?;
+    if !out.status.success() {
+        bail!("testenv binaries are not built (run testenv/build)");
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(PathBuf::from(
+        text.lines().last().unwrap_or_default().trim(),
+    ))
+}
+
 /// GET a URL on 127.0.0.1 (istiod debug/ready endpoints); refuses any other host.
 pub async fn get_local(url: &str) -> Result<(u16, String)> {
     if !url.starts_with("http://127.0.0.1:") {
