@@ -1075,7 +1075,7 @@ pub fn assemble(facts: &[Arc<ClusterFacts>]) -> Topology {
             for svc in &f.services {
                 let groups = merged
                     .entry((svc.namespace.as_str(), svc.name.as_str()))
-                    .or_default();
+                    .or_insert_with(|| Vec::with_capacity(4 * members.len()));
                 for (locality, (ready, not_ready)) in &svc.localities {
                     groups.push(EndpointGroup {
                         cluster: cluster.clone(),
