@@ -235,13 +235,17 @@ thread_local! {
     static MESH_NETWORKS: RefCell<HashMap<String, Result<MeshNetworks, String>>> = RefCell::new(HashMap::new());
 }
 
-fn parse_mesh_networks(text: &str) -> Result<MeshNetworks, String> {
-    MESH_NETWORKS.with(|memo| {
+/// Parses YAML through a per-thread memo keyed by the text.
+fn memo_parse<T: Clone + serde::de::DeserializeOwned>(
+    memo: &'static std::thread::LocalKey<RefCell<HashMap<String, Result<T, String>>>>,
+    text: &str,
+) -> Result<T, String> {
+    memo.with(|memo| {
         let mut memo = memo.borrow_mut();
         if let Some(parsed) = memo.get(text) {
             return parsed.clone();
         }
-        let parsed = serde_yaml::from_str::<MeshNetworks>(text).map_err(|e| e.to_string());
+        let parsed = serde_yaml::from_str::<T>(text).map_err(|e| e.to_string());
         if memo.len() > 64 {
             memo.clear();
         }
@@ -250,19 +254,12 @@ fn parse_mesh_networks(text: &str) -> Result<MeshNetworks, String> {
     })
 }
 
+fn parse_mesh_networks(text: &str) -> Result<MeshNetworks, String> {
+    memo_parse(&MESH_NETWORKS, text)
+}
+
 fn parse_mesh_config(text: &str) -> Result<MeshConfig, String> {
-    MESH_CONFIGS.with(|memo| {
-        let mut memo = memo.borrow_mut();
-        if let Some(parsed) = memo.get(text) {
-            return parsed.clone();
-        }
-        let parsed = serde_yaml::from_str::<MeshConfig>(text).map_err(|e| e.to_string());
-        if memo.len() > 64 {
-            memo.clear();
-        }
-        memo.insert(text.to_string(), parsed.clone());
-        parsed
-    })
+    memo_parse(&MESH_CONFIGS, text)
 }
 
 /// `*.kube-system.svc.cluster.local` style host patterns: `*` matches any prefix.
