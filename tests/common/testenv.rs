@@ -145,17 +145,26 @@ fn ensure_up() -> Result<TestEnv> {
                     bail!("testenv/build failed");
                 }
             }
-            // up's progress goes to stderr (shown on failure); its summary ends with the export line.
-            let out = Command::new(tdir.join("up"))
-                .stderr(Stdio::inherit())
-                .output()
-                .context("running testenv/up")?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            if !out.status.success() {
-                bail!("testenv/up failed ({}): {stdout}", out.status);
+            // up's progress goes to stderr (shown on failure); its summary ends with the export
+            // line. One retry: `up` picks free ports just before starting the components, and
+            // another process on the machine may take one in between (up then tears down).
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let out = Command::new(tdir.join("up"))
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .context("running testenv/up")?;
+                let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+                if out.status.success() {
+                    break kubeconfig_from_export(&stdout)
+                        .ok_or_else(|| anyhow!("testenv/up printed no export line: {stdout}"))?;
+                }
+                if attempt >= 2 {
+                    bail!("testenv/up failed ({}): {stdout}", out.status);
+                }
+                eprintln!("testenv: up failed ({}); trying once more", out.status);
             }
-            kubeconfig_from_export(&stdout)
-                .ok_or_else(|| anyhow!("testenv/up printed no export line: {stdout}"))?
         }
     };
     load(&kubeconfig)
