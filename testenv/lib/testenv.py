@@ -662,11 +662,12 @@ def istiod_env_from_deployment(docs):
 def up(topology_arg):
     bindir = bin_dir()
     topo_file, specs = load_topology(topology_arg)
-    if os.path.exists(f"{STATE}/up.json"):
-        running = load_state().get("topology")
-        if topology_arg and healthy() and os.path.realpath(running) != os.path.realpath(topo_file):
-            die(f"an environment with topology {running} is running; run testenv/down first")
+    if os.path.isdir(STATE) and os.listdir(STATE):
         if healthy():
+            running = load_state().get("topology")
+            if topology_arg and os.path.realpath(running) != os.path.realpath(topo_file):
+                log(f"ERROR: an environment with topology {running} is running; run testenv/down first")
+                sys.exit(3)
             log("environment already running; reusing it")
             print_summary()
             return
@@ -1020,7 +1021,7 @@ def main():
         try:
             up(topo)
         except BaseException as e:
-            if not (isinstance(e, SystemExit) and not e.code):
+            if not (isinstance(e, SystemExit) and e.code in (None, 0, 3)):
                 log(f"up failed; state left for inspection (logs in {STATE}/logs); testenv/down cleans up")
             raise
     elif cmd == "down":
