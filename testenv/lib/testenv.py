@@ -665,7 +665,11 @@ def up(topology_arg):
     if os.path.isdir(STATE) and os.listdir(STATE):
         if healthy():
             running = load_state().get("topology")
-            if topology_arg and os.path.realpath(running) != os.path.realpath(topo_file):
+            same = [c["name"] for c in specs] == [c["name"] for c in load_state()["clusters"]] and all(
+                {k: a[k] for k in ("primary", "configCluster", "network")} ==
+                {k: b[k] for k in ("primary", "configCluster", "network")}
+                for a, b in zip(specs, load_state()["clusters"]))
+            if topology_arg and not same:
                 log(f"ERROR: an environment with topology {running} is running; run testenv/down first")
                 sys.exit(3)
             log("environment already running; reusing it")
