@@ -262,6 +262,45 @@ fn parse_mesh_config(text: &str) -> Result<MeshConfig, String> {
     memo_parse(&MESH_CONFIGS, text)
 }
 
+/// Whether `<name>.<ns>.svc.<domain>` matches a host pattern, for any of `domains`, without
+/// building the host string.
+fn host_pattern_matches(pattern: &str, name: &str, ns: &str, domains: &[&str]) -> bool {
+    domains.iter().any(|domain| {
+        let parts = [name, ".", ns, ".svc.", domain];
+        match pattern.strip_prefix('*') {
+            // Suffix match: compare from the end, part by part.
+            Some(suffix) => {
+                let total: usize = parts.iter().map(|p| p.len()).sum();
+                if suffix.len() > total {
+                    return false;
+                }
+                let mut rest = suffix;
+                for part in parts.iter().rev() {
+                    if rest.is_empty() {
+                        return true;
+                    }
+                    let take = part.len().min(rest.len());
+                    if !part.ends_with(&rest[rest.len() - take..]) {
+                        return false;
+                    }
+                    rest = &rest[..rest.len() - take];
+                }
+                rest.is_empty()
+            }
+            None => {
+                let mut rest = pattern;
+                for part in parts {
+                    match rest.strip_prefix(part) {
+                        Some(r) => rest = r,
+                        None => return false,
+                    }
+                }
+                rest.is_empty()
+            }
+        }
+    })
+}
+
 /// `*.kube-system.svc.cluster.local` style host patterns: `*` matches any prefix.
 fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix('*') {
@@ -1084,17 +1123,11 @@ pub fn assemble(facts: &[Arc<ClusterFacts>]) -> Topology {
                 }
             }
         }
-        let mut host = String::new();
-        let mut is_cluster_local = |ns: &str, name: &str| {
-            [trust_domain.as_str(), "cluster.local"]
+        let domains = [trust_domain.as_str(), "cluster.local"];
+        let is_cluster_local = |ns: &str, name: &str| {
+            cluster_local
                 .iter()
-                .any(|domain| {
-                    host.clear();
-                    for part in [name, ".", ns, ".svc.", domain] {
-                        host.push_str(part);
-                    }
-                    cluster_local.iter().any(|p| host_matches(p, &host))
-                })
+                .any(|p| host_pattern_matches(p, name, ns, &domains))
         };
         let mut merged: Vec<((&str, &str), Vec<EndpointGroup>)> = merged.into_iter().collect();
         merged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -1223,4 +1256,46 @@ fn served_by_remote(
 /// Ids of clusters in each mesh, for quick lookups in tests and the UI.
 pub fn cluster_ids(topology: &Topology) -> BTreeSet<String> {
     topology.clusters().map(|c| c.cluster_id.clone()).collect()
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::{host_matches, host_pattern_matches};
+
+    #[test]
+    fn structured_host_match_agrees_with_the_string_match() {
+        let patterns = [
+            "*.kube-system.svc.cluster.local",
+            "kubernetes.default.svc.cluster.local",
+            "*.svc.cluster.local",
+            "*cache.internal.svc.cluster.local",
+            "cache.internal.svc.example.org",
+            "*",
+            "*.local",
+            "*x",
+        ];
+        let services = [
+            ("cache", "internal"),
+            ("kubernetes", "default"),
+            ("dns", "kube-system"),
+            ("api", "payments"),
+        ];
+        for p in patterns {
+            for (name, ns) in services {
+                for domains in [
+                    ["cluster.local", "cluster.local"],
+                    ["example.org", "cluster.local"],
+                ] {
+                    let expected = domains
+                        .iter()
+                        .any(|d| host_matches(p, &format!("{name}.{ns}.svc.{d}")));
+                    assert_eq!(
+                        host_pattern_matches(p, name, ns, &domains),
+                        expected,
+                        "{p} {name}.{ns} {domains:?}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -322,12 +322,15 @@ pub fn mesh(m: &mut Mesh) {
                 ),
             );
         }
-        let stranded: u32 = svc
-            .endpoints
-            .iter()
-            .filter(|e| unreachable.contains(&*e.network))
-            .map(|e| e.ready)
-            .sum();
+        let stranded: u32 = if unreachable.is_empty() {
+            0
+        } else {
+            svc.endpoints
+                .iter()
+                .filter(|e| unreachable.contains(&*e.network))
+                .map(|e| e.ready)
+                .sum()
+        };
         // The network carries the finding; its services show it as degraded health and in
         // their endpoint distribution, rather than one warning each.
         if stranded > 0 {
