@@ -88,7 +88,7 @@ impl TestEnv {
             ..Default::default()
         };
         let cfg = kube::Config::from_custom_kubeconfig(kc, &opts).await?;
-        if !cfg.cluster_url.host().is_some_and(|h| h == "127.0.0.1") {
+        if cfg.cluster_url.host() != Some("127.0.0.1") {
             bail!(
                 "testenv context {context} does not point at 127.0.0.1: {}",
                 cfg.cluster_url
