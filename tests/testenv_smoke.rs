@@ -402,3 +402,34 @@ async fn endpoints_of_a_service_merge_across_clusters() -> Result<()> {
     }
     Ok(())
 }
+
+/// `testenv/up` on a running environment reuses it (same kubeconfig, quickly) and
+/// `testenv/env` prints the same export line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_again_reuses_the_running_environment() -> Result<()> {
+    let env = testenv();
+    let want = format!("export KUBECONFIG={}", env.kubeconfig.display());
+    let root = common::testenv::repo_root();
+    let started = std::time::Instant::now();
+    let up = std::process::Command::new(root.join("testenv/up")).output()?;
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "reusing took {:?}",
+        started.elapsed()
+    );
+    let last = String::from_utf8_lossy(&up.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(last, want);
+    let envout = std::process::Command::new(root.join("testenv/env")).output()?;
+    assert!(envout.status.success());
+    assert_eq!(String::from_utf8_lossy(&envout.stdout).trim(), want);
+    Ok(())
+}
