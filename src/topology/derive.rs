@@ -301,12 +301,6 @@ fn host_pattern_matches(pattern: &str, name: &str, ns: &str, domains: &[&str]) -
     })
 }
 
-/// `*.kube-system.svc.cluster.local` style host patterns: `*` matches any prefix.
-fn host_matches(pattern: &str, host: &str) -> bool {
-    match pattern.strip_prefix('*') {
-        Some(suffix) => host.ends_with(suffix),
-        None => pattern == host,
-    }
 }
 
 /// Reads one cluster's snapshot. Pure and independent of every other cluster.
@@ -1260,7 +1254,14 @@ pub fn cluster_ids(topology: &Topology) -> BTreeSet<String> {
 
 #[cfg(test)]
 mod host_tests {
-    use super::{host_matches, host_pattern_matches};
+    use super::host_pattern_matches;
+
+/// `*.kube-system.svc.cluster.local` style host patterns: `*` matches any prefix.
+    fn host_matches(pattern: &str, host: &str) -> bool {
+        match pattern.strip_prefix('*') {
+            Some(suffix) => host.ends_with(suffix),
+            None => pattern == host,
+        }
 
     #[test]
     fn structured_host_match_agrees_with_the_string_match() {
