@@ -301,8 +301,6 @@ fn host_pattern_matches(pattern: &str, name: &str, ns: &str, domains: &[&str]) -
     })
 }
 
-}
-
 /// Reads one cluster's snapshot. Pure and independent of every other cluster.
 pub fn cluster_facts(s: &ClusterSnapshot) -> ClusterFacts {
     cluster_facts_cached(s, &mut SliceCache::default())
@@ -1256,12 +1254,13 @@ pub fn cluster_ids(topology: &Topology) -> BTreeSet<String> {
 mod host_tests {
     use super::host_pattern_matches;
 
-/// `*.kube-system.svc.cluster.local` style host patterns: `*` matches any prefix.
+    /// The plain reading of `*.kube-system.svc.cluster.local` style patterns.
     fn host_matches(pattern: &str, host: &str) -> bool {
         match pattern.strip_prefix('*') {
             Some(suffix) => host.ends_with(suffix),
             None => pattern == host,
         }
+    }
 
     #[test]
     fn structured_host_match_agrees_with_the_string_match() {
