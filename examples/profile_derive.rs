@@ -46,7 +46,8 @@ fn main() {
     }
     let mut deriver = Deriver::default();
     let _ = deriver.derive(&store);
-    for i in 0..5 {
+    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    for i in 0..rounds {
         let cluster = &store.clusters[7];
         let mut slice = cluster.endpoint_slices.values().next().unwrap().clone();
         slice.endpoints.as_mut().unwrap()[0]
