@@ -122,7 +122,7 @@ pub fn diff(old: &Topology, new: &Topology, at: u64) -> Vec<LogEntry> {
             service_lines += 1;
             let per_cluster = |svc: &crate::topology::model::Service| {
                 let mut m: BTreeMap<String, (u32, u32)> = BTreeMap::new();
-                for e in &svc.endpoints {
+                for e in svc.endpoints.iter() {
                     let v = m.entry(e.cluster.to_string()).or_default();
                     v.0 += e.ready;
                     v.1 += e.ready + e.not_ready;

@@ -311,3 +311,38 @@ fn cached_endpoint_counts_follow_node_label_changes() {
         .iter()
         .any(|e| &*e.locality == "region-1/zone-moved"));
 }
+
+#[test]
+fn incremental_join_follows_services_that_appear_and_disappear() {
+    use meshtop::topology::snapshot::ObjectKind;
+    let mut store = load("primary-remote", &["primary", "remote", "west"]);
+    let mut deriver = meshtop::topology::derive::Deriver::default();
+    let _ = deriver.derive(&store);
+    // west loses payments/api: the merged service keeps the other clusters only.
+    let west = store.cluster_mut("west");
+    west.delete(ObjectKind::Service, &("payments".into(), "api".into()));
+    west.delete(
+        ObjectKind::EndpointSlice,
+        &("payments".into(), "api-ghi".into()),
+    );
+    let after_delete = deriver.derive(&store);
+    assert_eq!(after_delete, derive(&store));
+    let api = after_delete.meshes[0].service("payments", "api").unwrap();
+    assert!(api.endpoints.iter().all(|e| &*e.cluster != "west"));
+    // A service only west has comes and goes as its own merged service.
+    let mut svc = store.cluster_mut("primary").services[&("payments".into(), "api".into())].clone();
+    svc.metadata.name = Some("only-west".into());
+    store.cluster_mut("west").apply(KubeObject::Service(svc));
+    let with_new = deriver.derive(&store);
+    assert_eq!(with_new, derive(&store));
+    assert!(with_new.meshes[0]
+        .service("payments", "only-west")
+        .is_some());
+    store.cluster_mut("west").delete(
+        ObjectKind::Service,
+        &("payments".into(), "only-west".into()),
+    );
+    let without = deriver.derive(&store);
+    assert_eq!(without, derive(&store));
+    assert!(without.meshes[0].service("payments", "only-west").is_none());
+}

@@ -107,6 +107,7 @@ pub struct SliceCache {
 pub struct Deriver {
     cache: HashMap<String, (u64, Arc<ClusterFacts>)>,
     slices: HashMap<String, SliceCache>,
+    join: JoinCache,
 }
 
 impl Deriver {
@@ -134,7 +135,7 @@ impl Deriver {
             .retain(|context, _| store.clusters.iter().any(|c| &c.context == context));
         self.slices
             .retain(|context, _| store.clusters.iter().any(|c| &c.context == context));
-        assemble(&facts)
+        assemble_with(&facts, &mut self.join)
     }
 }
 
@@ -951,6 +952,121 @@ fn fingerprint(bytes: &[u8]) -> String {
 
 /// Joins clusters: serving relations, meshes, networks, merged services and tenants.
 pub fn assemble(facts: &[Arc<ClusterFacts>]) -> Topology {
+    assemble_with(facts, &mut JoinCache::default())
+}
+
+/// One member cluster of a mesh, as the service join sees it.
+#[derive(Clone)]
+struct JoinMember {
+    facts: Arc<ClusterFacts>,
+    cluster: Arc<str>,
+    network: Arc<str>,
+}
+
+/// A mesh's merged services, kept between derivations.
+struct MeshJoin {
+    members: Vec<JoinMember>,
+    cluster_local: BTreeSet<String>,
+    groups: BTreeMap<(String, String), Arc<Vec<EndpointGroup>>>,
+}
+
+/// The merged services of every mesh, so a change in one cluster re-merges only the services
+/// that cluster has (or had).
+#[derive(Default)]
+pub struct JoinCache {
+    meshes: HashMap<String, MeshJoin>,
+}
+
+/// The endpoint groups of one service across the members, in member order.
+fn groups_for(ns: &str, name: &str, members: &[JoinMember]) -> Option<Vec<EndpointGroup>> {
+    let mut found = false;
+    let mut groups = Vec::new();
+    for m in members {
+        let services = &m.facts.services;
+        let Ok(i) =
+            services.binary_search_by(|s| (s.namespace.as_str(), s.name.as_str()).cmp(&(ns, name)))
+        else {
+            continue;
+        };
+        found = true;
+        for (locality, (ready, not_ready)) in &services[i].localities {
+            groups.push(EndpointGroup {
+                cluster: m.cluster.clone(),
+                network: m.network.clone(),
+                locality: locality.clone(),
+                ready: *ready,
+                not_ready: *not_ready,
+            });
+        }
+    }
+    found.then_some(groups)
+}
+
+/// Services merged by namespace sameness. Reuses `previous` when the same clusters sit in the
+/// same networks: only services of clusters whose facts changed are merged again.
+fn join_services(
+    previous: Option<MeshJoin>,
+    members: Vec<JoinMember>,
+    cluster_local: BTreeSet<String>,
+) -> MeshJoin {
+    let same_shape = |p: &MeshJoin| {
+        p.cluster_local == cluster_local
+            && p.members.len() == members.len()
+            && p.members
+                .iter()
+                .zip(&members)
+                .all(|(a, b)| a.facts.context == b.facts.context && a.network == b.network)
+    };
+    match previous.filter(same_shape) {
+        Some(mut join) => {
+            let mut affected: BTreeSet<(&str, &str)> = BTreeSet::new();
+            for (old, new) in join.members.iter().zip(&members) {
+                if Arc::ptr_eq(&old.facts, &new.facts) {
+                    continue;
+                }
+                for s in old.facts.services.iter().chain(new.facts.services.iter()) {
+                    affected.insert((s.namespace.as_str(), s.name.as_str()));
+                }
+            }
+            for (ns, name) in affected {
+                let key = (ns.to_string(), name.to_string());
+                match groups_for(ns, name, &members) {
+                    Some(groups) => {
+                        join.groups.insert(key, Arc::new(groups));
+                    }
+                    None => {
+                        join.groups.remove(&key);
+                    }
+                }
+            }
+            join.members = members;
+            join
+        }
+        None => {
+            let mut keys: BTreeSet<(&str, &str)> = BTreeSet::new();
+            for m in &members {
+                for s in &m.facts.services {
+                    keys.insert((s.namespace.as_str(), s.name.as_str()));
+                }
+            }
+            let groups = keys
+                .into_iter()
+                .filter_map(|(ns, name)| {
+                    let groups = groups_for(ns, name, &members)?;
+                    Some(((ns.to_string(), name.to_string()), Arc::new(groups)))
+                })
+                .collect();
+            MeshJoin {
+                members,
+                cluster_local,
+                groups,
+            }
+        }
+    }
+}
+
+/// [`assemble`] with the services of unchanged clusters reused from `cache`.
+fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) -> Topology {
     // Control planes by the cluster id they configure.
     let id_to_context: HashMap<&str, &str> = facts
         .iter()
@@ -1095,44 +1211,36 @@ pub fn assemble(facts: &[Arc<ClusterFacts>]) -> Topology {
             .iter()
             .flat_map(|&i| facts[i].cluster_local_hosts.iter().map(String::as_str))
             .collect();
-        let mut merged: FxHashMap<(&str, &str), Vec<EndpointGroup>> = FxHashMap::default();
-        for (&i, c) in members.iter().zip(&member_clusters) {
-            let f = &facts[i];
-            let cluster: Arc<str> = Arc::from(f.context.as_str());
-            let network: Arc<str> = Arc::from(c.2.as_deref().unwrap_or("unknown"));
-            for svc in &f.services {
-                let groups = merged
-                    .entry((svc.namespace.as_str(), svc.name.as_str()))
-                    .or_insert_with(|| Vec::with_capacity(4 * members.len()));
-                for (locality, (ready, not_ready)) in &svc.localities {
-                    groups.push(EndpointGroup {
-                        cluster: cluster.clone(),
-                        network: network.clone(),
-                        locality: locality.clone(),
-                        ready: *ready,
-                        not_ready: *not_ready,
-                    });
-                }
-            }
-        }
+        let joined: Vec<JoinMember> = members
+            .iter()
+            .zip(&member_clusters)
+            .map(|(&i, c)| JoinMember {
+                facts: facts[i].clone(),
+                cluster: Arc::from(facts[i].context.as_str()),
+                network: Arc::from(c.2.as_deref().unwrap_or("unknown")),
+            })
+            .collect();
+        let cluster_local_owned: BTreeSet<String> =
+            cluster_local.iter().map(|s| s.to_string()).collect();
+        let join = join_services(cache.meshes.remove(&mesh_id), joined, cluster_local_owned);
         let domains = [trust_domain.as_str(), "cluster.local"];
         let is_cluster_local = |ns: &str, name: &str| {
             cluster_local
                 .iter()
                 .any(|p| host_pattern_matches(p, name, ns, &domains))
         };
-        let mut merged: Vec<((&str, &str), Vec<EndpointGroup>)> = merged.into_iter().collect();
-        merged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let services = merged
-            .into_iter()
+        let services = join
+            .groups
+            .iter()
             .filter(|((ns, name), _)| !is_cluster_local(ns, name))
             .map(|((namespace, name), endpoints)| Service {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                endpoints,
+                namespace: namespace.clone(),
+                name: name.clone(),
+                endpoints: endpoints.clone(),
                 health: Health::Unknown,
             })
             .collect();
+        cache.meshes.insert(mesh_id.clone(), join);
 
         drop(member_clusters);
         let mut findings = Vec::new();

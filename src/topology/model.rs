@@ -267,7 +267,8 @@ pub struct EndpointGroup {
 pub struct Service {
     pub namespace: String,
     pub name: String,
-    pub endpoints: Vec<EndpointGroup>,
+    /// Shared between derivations while the service does not change.
+    pub endpoints: Arc<Vec<EndpointGroup>>,
     pub health: Health,
 }
 
