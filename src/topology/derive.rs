@@ -591,14 +591,9 @@ fn cluster_facts_cached(s: &ClusterSnapshot, slice_cache: &mut SliceCache) -> Cl
             let dt = p.latest.at_secs - prev.at_secs;
             (dt > 0.0).then(|| ((m1.pushes - m0.pushes).max(0.0)) / dt * 60.0)
         });
-        let mut by_cluster: FxHashMap<&str, u64> = FxHashMap::default();
-        for row in latest.and_then(|p| p.syncz.as_ref()).into_iter().flatten() {
-            *by_cluster.entry(row.cluster_id.as_str()).or_insert(0) += 1;
-        }
-        let proxies_by_cluster: BTreeMap<String, u64> = by_cluster
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let proxies_by_cluster = probe
+            .map(|p| p.proxies_by_cluster.clone())
+            .unwrap_or_default();
         let mut cp = ControlPlane {
             id: format!("{}/{ns}/{dep_name}", s.context),
             name: dep_name.clone(),
@@ -1027,6 +1022,47 @@ fn join_services(
                 for s in old.facts.services.iter().chain(new.facts.services.iter()) {
                     affected.insert((s.namespace.as_str(), s.name.as_str()));
                 }
+            }
+            let changed: Vec<usize> = (0..members.len())
+                .filter(|&k| !Arc::ptr_eq(&join.members[k].facts, &members[k].facts))
+                .collect();
+            if let [k] = changed[..] {
+                // One cluster changed (the common case): splice its groups into each affected
+                // service instead of merging all members again.
+                let position: HashMap<&str, usize> = members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (&*m.cluster, i))
+                    .collect();
+                for (ns, name) in affected {
+                    let key = (ns.to_string(), name.to_string());
+                    let mut fresh = groups_for(ns, name, std::slice::from_ref(&members[k]));
+                    let present_here = fresh.is_some();
+                    let old = join.groups.get(&key);
+                    let mut groups = Vec::with_capacity(old.map(|o| o.len()).unwrap_or(0) + 4);
+                    for g in old.iter().flat_map(|o| o.iter()) {
+                        let at = position.get(&*g.cluster).copied().unwrap_or(usize::MAX);
+                        if at == k {
+                            continue;
+                        }
+                        if at > k {
+                            groups.extend(fresh.take().into_iter().flatten());
+                        }
+                        groups.push(g.clone());
+                    }
+                    groups.extend(fresh.take().into_iter().flatten());
+                    // Without groups elsewhere the service may still exist (no endpoints).
+                    let exists = present_here
+                        || !groups.is_empty()
+                        || groups_for(ns, name, &members).is_some();
+                    if exists {
+                        join.groups.insert(key, Arc::new(groups));
+                    } else {
+                        join.groups.remove(&key);
+                    }
+                }
+                join.members = members;
+                return join;
             }
             for (ns, name) in affected {
                 let key = (ns.to_string(), name.to_string());

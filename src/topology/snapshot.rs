@@ -210,6 +210,8 @@ pub struct IstiodProbe {
 pub struct ProbeHistory {
     pub latest: IstiodProbe,
     pub previous: Option<IstiodProbe>,
+    /// Index kept on record: connected proxies per cluster id in the latest `/debug/syncz`.
+    pub proxies_by_cluster: BTreeMap<String, u64>,
 }
 
 /// Result of `GET :15021/healthz/ready` on a gateway, as far as it could be asked.
@@ -341,6 +343,14 @@ impl ClusterSnapshot {
 
     pub fn record_probe(&mut self, key: String, probe: IstiodProbe) {
         let history = self.istiod_probes.entry(key).or_default();
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for row in probe.syncz.iter().flatten() {
+            *counts.entry(row.cluster_id.as_str()).or_insert(0) += 1;
+        }
+        history.proxies_by_cluster = counts
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         let previous = std::mem::replace(&mut history.latest, probe);
         history.previous = Some(previous);
         self.version += 1;
