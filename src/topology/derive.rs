@@ -958,11 +958,32 @@ struct JoinMember {
     network: Arc<str>,
 }
 
+/// One merged service as the join keeps it: shared names, whether the mesh config keeps it
+/// cluster-local, and its endpoint groups.
+#[derive(Clone)]
+struct Joined {
+    namespace: Arc<str>,
+    name: Arc<str>,
+    cluster_local: Option<bool>,
+    groups: Arc<Vec<EndpointGroup>>,
+}
+
+impl Joined {
+    fn new(ns: &str, name: &str, groups: Vec<EndpointGroup>) -> Joined {
+        Joined {
+            namespace: Arc::from(ns),
+            name: Arc::from(name),
+            cluster_local: None,
+            groups: Arc::new(groups),
+        }
+    }
+}
+
 /// A mesh's merged services, kept between derivations.
 struct MeshJoin {
     members: Vec<JoinMember>,
     cluster_local: BTreeSet<String>,
-    groups: BTreeMap<(String, String), Arc<Vec<EndpointGroup>>>,
+    groups: BTreeMap<(String, String), Joined>,
 }
 
 /// The merged services of every mesh, so a change in one cluster re-merges only the services
@@ -1038,7 +1059,7 @@ fn join_services(
                     let key = (ns.to_string(), name.to_string());
                     let mut fresh = groups_for(ns, name, std::slice::from_ref(&members[k]));
                     let present_here = fresh.is_some();
-                    let old = join.groups.get(&key);
+                    let old = join.groups.get(&key).map(|j| &j.groups);
                     let mut groups = Vec::with_capacity(old.map(|o| o.len()).unwrap_or(0) + 4);
                     for g in old.iter().flat_map(|o| o.iter()) {
                         let at = position.get(&*g.cluster).copied().unwrap_or(usize::MAX);
@@ -1056,7 +1077,7 @@ fn join_services(
                         || !groups.is_empty()
                         || groups_for(ns, name, &members).is_some();
                     if exists {
-                        join.groups.insert(key, Arc::new(groups));
+                        join.groups.insert(key, Joined::new(ns, name, groups));
                     } else {
                         join.groups.remove(&key);
                     }
@@ -1068,7 +1089,7 @@ fn join_services(
                 let key = (ns.to_string(), name.to_string());
                 match groups_for(ns, name, &members) {
                     Some(groups) => {
-                        join.groups.insert(key, Arc::new(groups));
+                        join.groups.insert(key, Joined::new(ns, name, groups));
                     }
                     None => {
                         join.groups.remove(&key);
@@ -1089,7 +1110,10 @@ fn join_services(
                 .into_iter()
                 .filter_map(|(ns, name)| {
                     let groups = groups_for(ns, name, &members)?;
-                    Some(((ns.to_string(), name.to_string()), Arc::new(groups)))
+                    Some((
+                        (ns.to_string(), name.to_string()),
+                        Joined::new(ns, name, groups),
+                    ))
                 })
                 .collect();
             MeshJoin {
@@ -1258,22 +1282,24 @@ fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) -> Topology
             .collect();
         let cluster_local_owned: BTreeSet<String> =
             cluster_local.iter().map(|s| s.to_string()).collect();
-        let join = join_services(cache.meshes.remove(&mesh_id), joined, cluster_local_owned);
+        let mut join = join_services(cache.meshes.remove(&mesh_id), joined, cluster_local_owned);
         let domains = [trust_domain.as_str(), "cluster.local"];
-        let is_cluster_local = |ns: &str, name: &str| {
-            cluster_local
-                .iter()
-                .any(|p| host_pattern_matches(p, name, ns, &domains))
-        };
+        // Whether a service is cluster-local is decided once per service, then remembered.
         let services = join
             .groups
-            .iter()
-            .filter(|((ns, name), _)| !is_cluster_local(ns, name))
-            .map(|((namespace, name), endpoints)| Service {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                endpoints: endpoints.clone(),
-                health: Health::Unknown,
+            .values_mut()
+            .filter_map(|j| {
+                let local = *j.cluster_local.get_or_insert_with(|| {
+                    cluster_local
+                        .iter()
+                        .any(|p| host_pattern_matches(p, &j.name, &j.namespace, &domains))
+                });
+                (!local).then(|| Service {
+                    namespace: j.namespace.clone(),
+                    name: j.name.clone(),
+                    endpoints: j.groups.clone(),
+                    health: Health::Unknown,
+                })
             })
             .collect();
         cache.meshes.insert(mesh_id.clone(), join);

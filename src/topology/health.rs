@@ -304,13 +304,7 @@ pub fn mesh(m: &mut Mesh) {
         let first_ready = ready_in.next();
         let single_cluster = first_ready.is_some() && ready_in.all(|c| Some(c) == first_ready);
         let total = svc.total();
-        if single_cluster
-            && tenant_spread
-                .get(svc.namespace.as_str())
-                .copied()
-                .unwrap_or(0)
-                > 1
-        {
+        if single_cluster && tenant_spread.get(&*svc.namespace).copied().unwrap_or(0) > 1 {
             push(
                 &mut findings,
                 Severity::Warning,

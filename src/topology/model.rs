@@ -265,8 +265,8 @@ pub struct EndpointGroup {
 /// Same namespace + name in several clusters of one mesh = one service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Service {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
     /// Shared between derivations while the service does not change.
     pub endpoints: Arc<Vec<EndpointGroup>>,
     pub health: Health,
@@ -316,7 +316,7 @@ impl Mesh {
 
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
         self.services
-            .binary_search_by(|s| (s.namespace.as_str(), s.name.as_str()).cmp(&(namespace, name)))
+            .binary_search_by(|s| (&*s.namespace, &*s.name).cmp(&(namespace, name)))
             .ok()
             .map(|i| &self.services[i])
     }
