@@ -46,7 +46,10 @@ fn main() {
     }
     let mut deriver = Deriver::default();
     let _ = deriver.derive(&store);
-    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     for i in 0..rounds {
         let cluster = &store.clusters[7];
         let mut slice = cluster.endpoint_slices.values().next().unwrap().clone();
