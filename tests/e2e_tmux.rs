@@ -202,7 +202,7 @@ fn read_only_shows_the_plan_but_cannot_apply_it() {
 #[test]
 fn resizing_to_a_tiny_terminal_and_back_never_breaks() {
     let command = format!(
-        "{} --demo --seed 2; sleep 30",
+        "{} --demo --seed 2; echo MESHTOP-EXIT:$?; sleep 30",
         env!("CARGO_BIN_EXE_meshtop")
     );
     let tmux = Tmux::start(&command, 120, 40);
@@ -220,4 +220,9 @@ fn resizing_to_a_tiny_terminal_and_back_never_breaks() {
     tmux.wait_text("mesh-alpha");
     resize(120, 40);
     tmux.wait_text("Events (newest first)");
+    // Ctrl-C quits cleanly too: exit 0 and the normal screen is back.
+    tmux.keys(&["C-c"]);
+    let screen = tmux.wait_text("MESHTOP-EXIT:");
+    assert!(screen.contains("MESHTOP-EXIT:0"), "{screen}");
+    assert!(!screen.contains("Events (newest first)"), "{screen}");
 }
