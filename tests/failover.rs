@@ -179,3 +179,31 @@ fn the_demo_story_loses_east_1s_istiod_and_its_remote_goes_down() {
     assert_eq!(p.to, "west-1/istio-system/istiod");
     assert!(!blocking(&preflight(&t, &p, false)));
 }
+
+#[test]
+fn the_simulator_never_sends_a_secret_value() {
+    use meshtop::topology::snapshot::{KubeObject, Update};
+    let mut sim = DemoSim::new(2);
+    let mut updates = sim.drain();
+    updates.extend(sim.step());
+    let secrets: Vec<_> = updates
+        .iter()
+        .filter_map(|u| match u {
+            Update::Apply { object, .. } => match object.as_ref() {
+                KubeObject::Secret(s) => Some(s.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(!secrets.is_empty(), "the demo has remote secrets");
+    for s in secrets {
+        let data = s.data.unwrap_or_default();
+        assert!(!data.is_empty(), "keys are kept");
+        assert!(
+            data.values().all(|v| v.0.is_empty()),
+            "{:?}",
+            s.metadata.name
+        );
+    }
+}

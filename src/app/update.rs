@@ -9,7 +9,7 @@ use super::action::{action_for, Action, Scope};
 use super::state::*;
 use crate::engine::LogEntry;
 use crate::failover::apply::Progress;
-use crate::failover::plan::{self, Plan, Subject};
+use crate::failover::plan::{self, Subject};
 use crate::failover::preflight::{self, Verdict};
 use crate::topology::model::{Severity, Topology};
 use crate::ui::tree::{self, NodeRef};
@@ -467,14 +467,6 @@ impl App {
                 let steps = std::mem::take(steps);
                 m.phase = Phase::Done { ok, message, steps };
             }
-        }
-    }
-
-    /// The plan shown in an open failover modal (for tests and `--dry-run`).
-    pub fn open_plan(&self) -> Option<&Plan> {
-        match &self.modal {
-            Some(Modal::Failover(m)) => Some(&m.plan),
-            _ => None,
         }
     }
 }

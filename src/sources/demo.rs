@@ -3,7 +3,7 @@
 //! runs the same derivation and UI as real clusters. Deterministic for a seed: every change
 //! comes from the tick count and a seeded generator, never from the wall clock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
@@ -431,9 +431,10 @@ impl DemoSim {
 
     fn emit(&mut self, context: &str, object: KubeObject) {
         let now = SystemTime::now();
+        // Sources trim at the source too: no Secret value travels in an update.
         let update = Update::Apply {
             context: context.to_string(),
-            object: Box::new(object),
+            object: Box::new(object.trimmed()),
         };
         self.world.apply(update.clone(), now);
         self.pending.push(update);
@@ -1293,9 +1294,4 @@ pub async fn run(
             }
         }
     }
-}
-
-/// The namespaces the demo defines, for tests.
-pub fn demo_namespaces() -> BTreeSet<&'static str> {
-    TENANTS.iter().map(|t| t.namespace).collect()
 }

@@ -1415,11 +1415,6 @@ fn served_by_remote(
     }
 }
 
-/// Ids of clusters in each mesh, for quick lookups in tests and the UI.
-pub fn cluster_ids(topology: &Topology) -> BTreeSet<String> {
-    topology.clusters().map(|c| c.cluster_id.clone()).collect()
-}
-
 #[cfg(test)]
 mod host_tests {
     use super::host_pattern_matches;

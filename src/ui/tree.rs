@@ -508,6 +508,19 @@ pub fn path_of(topology: &Topology, id: &str) -> Option<Vec<String>> {
                 if path[2] == id {
                     return Some(path);
                 }
+                // Every id below a cluster names its context first: skip the others without
+                // formatting their nodes' ids (this runs on the UI thread per topology).
+                let rest = id.split_once(':').map(|(_, r)| r).unwrap_or("");
+                let below_this = rest
+                    .strip_prefix(c.name.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+                    || id
+                        .strip_prefix("grp:")
+                        .and_then(|r| r.split_once(':'))
+                        .is_some_and(|(_, ctx)| ctx == c.name);
+                if !below_this {
+                    continue;
+                }
                 let with = |mut p: Vec<String>, more: &[String]| {
                     p.extend_from_slice(more);
                     Some(p)
@@ -549,20 +562,6 @@ pub fn path_of(topology: &Topology, id: &str) -> Option<Vec<String>> {
                     }
                 }
             }
-        }
-    }
-    None
-}
-
-/// The path (ids from the root) of the first built node with this id.
-pub fn path_to(items: &[TreeItem<'static, String>], id: &str) -> Option<Vec<String>> {
-    for item in items {
-        if item.identifier() == id {
-            return Some(vec![item.identifier().clone()]);
-        }
-        if let Some(mut rest) = path_to(item.children(), id) {
-            rest.insert(0, item.identifier().clone());
-            return Some(rest);
         }
     }
     None
