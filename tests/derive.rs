@@ -20,7 +20,7 @@ fn load(scenario: &str, contexts: &[&str]) -> Store {
         store.apply(
             Update::Connection {
                 context: context.to_string(),
-                connection: meshtop::topology::snapshot::Connection::Connected,
+                connection: meshtop::topology::snapshot::Connection::Live,
             },
             SystemTime::UNIX_EPOCH,
         );
@@ -249,7 +249,7 @@ fn a_failed_connection_is_shown_per_cluster() {
     store.apply(
         Update::Connection {
             context: "west".into(),
-            connection: meshtop::topology::snapshot::Connection::Failed("403 Forbidden".into()),
+            connection: meshtop::topology::snapshot::Connection::Down("403 Forbidden".into()),
         },
         SystemTime::UNIX_EPOCH,
     );

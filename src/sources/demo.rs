@@ -453,7 +453,7 @@ impl DemoSim {
     fn connect(&mut self, context: &str) {
         let update = Update::Connection {
             context: context.into(),
-            connection: crate::topology::snapshot::Connection::Connected,
+            connection: crate::topology::snapshot::Connection::Live,
         };
         self.world.apply(update.clone(), SystemTime::now());
         self.pending.push(update);

@@ -1178,11 +1178,8 @@ fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) -> Topology
             })
         });
         let (endpoints_ready, endpoints_total) = (f.endpoints_ready, f.endpoints_total);
-        let (connection, error) = match &f.connection {
-            Connection::Connecting => ("connecting".to_string(), None),
-            Connection::Connected => ("connected".to_string(), None),
-            Connection::Failed(e) => ("failed".to_string(), Some(e.clone())),
-        };
+        let connection = f.connection.label().to_string();
+        let error = f.connection.reason().map(str::to_string);
         let namespaces = f.namespaces.clone();
         let cluster = Cluster {
             name: f.context.clone(),

@@ -153,10 +153,44 @@ impl KubeObject {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "reason")]
 pub enum Connection {
+    /// Not synced yet: the first LISTs are under way.
     #[default]
     Connecting,
-    Connected,
-    Failed(String),
+    /// Synced, and the API server answers.
+    Live,
+    /// Synced before, but the API server stopped answering: the data shown is getting old.
+    Stale(String),
+    /// Never synced, or the API server refuses connections.
+    Down(String),
+    /// The API server answers 403 to what meshtop must read.
+    Forbidden(String),
+    /// The credentials were refused (401) or could not be obtained (exec plugin, expired).
+    AuthError(String),
+}
+
+impl Connection {
+    /// The word shown for the state.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Connection::Connecting => "connecting",
+            Connection::Live => "live",
+            Connection::Stale(_) => "stale",
+            Connection::Down(_) => "down",
+            Connection::Forbidden(_) => "forbidden",
+            Connection::AuthError(_) => "auth error",
+        }
+    }
+
+    /// Why the state is not live, when it says.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Connection::Connecting | Connection::Live => None,
+            Connection::Stale(r)
+            | Connection::Down(r)
+            | Connection::Forbidden(r)
+            | Connection::AuthError(r) => Some(r),
+        }
+    }
 }
 
 /// One row of istiod's `/debug/clusterz`.
@@ -226,6 +260,9 @@ pub struct GatewayProbe {
 pub struct ClusterSnapshot {
     pub context: String,
     pub connection: Connection,
+    /// What could not be read, by topic (e.g. `Secrets`: "403 forbidden"): that part of the
+    /// cluster is missing, the rest is shown.
+    pub notes: BTreeMap<String, String>,
     pub last_update: Option<SystemTime>,
     /// Bumped on every change, so derived per-cluster facts can be cached.
     pub version: u64,
@@ -341,6 +378,47 @@ impl ClusterSnapshot {
         }
     }
 
+    /// Replaces every stored object of one kind (of one Istio kind, for `ObjectKind::Istio`) by
+    /// `objects` at once, as after a relist: what the server no longer has is gone, nothing
+    /// appears twice.
+    pub fn replace(&mut self, kind: ObjectKind, istio_kind: Option<&str>, objects: Vec<KubeObject>) {
+        match kind {
+            ObjectKind::Namespace => self.namespaces.clear(),
+            ObjectKind::Node => {
+                self.nodes.clear();
+                self.locality_version += 1;
+            }
+            ObjectKind::Pod => {
+                self.pods.clear();
+                if !self.pod_localities.is_empty() {
+                    self.pod_localities.clear();
+                    self.locality_version += 1;
+                }
+            }
+            ObjectKind::Service => self.services.clear(),
+            ObjectKind::EndpointSlice => {
+                self.endpoint_slices.clear();
+                self.slice_versions.clear();
+            }
+            ObjectKind::Deployment => self.deployments.clear(),
+            ObjectKind::ConfigMap => self.config_maps.clear(),
+            ObjectKind::Secret => self.secrets.clear(),
+            ObjectKind::MutatingWebhook => self.webhooks.clear(),
+            ObjectKind::Istio => match istio_kind {
+                Some(k) => self
+                    .istio
+                    .retain(|_, o| o.types.as_ref().map(|t| t.kind.as_str()) != Some(k)),
+                None => self.istio.clear(),
+            },
+        }
+        for object in objects {
+            if object.kind() == kind {
+                self.apply(object);
+            }
+        }
+        self.version += 1;
+    }
+
     pub fn record_probe(&mut self, key: String, probe: IstiodProbe) {
         let history = self.istiod_probes.entry(key).or_default();
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
@@ -379,6 +457,20 @@ pub enum Update {
         context: String,
         kind: ObjectKind,
         key: ObjectKey,
+    },
+    /// Every object of one kind at once (after a LIST or a relist); `istio_kind` narrows
+    /// `ObjectKind::Istio` to one resource kind.
+    Replace {
+        context: String,
+        kind: ObjectKind,
+        istio_kind: Option<String>,
+        objects: Vec<KubeObject>,
+    },
+    /// What could not be read about one topic of a cluster; `None` clears the note.
+    Note {
+        context: String,
+        topic: String,
+        note: Option<String>,
     },
     IstiodProbe {
         context: String,
@@ -434,6 +526,30 @@ impl Store {
                 let cluster = self.cluster_mut(&context);
                 cluster.delete(kind, &key);
                 cluster.last_update = Some(now);
+            }
+            Update::Replace {
+                context,
+                kind,
+                istio_kind,
+                objects,
+            } => {
+                let cluster = self.cluster_mut(&context);
+                cluster.replace(kind, istio_kind.as_deref(), objects);
+                cluster.last_update = Some(now);
+            }
+            Update::Note {
+                context,
+                topic,
+                note,
+            } => {
+                let cluster = self.cluster_mut(&context);
+                let changed = match note {
+                    Some(n) => cluster.notes.insert(topic, n.clone()).as_ref() != Some(&n),
+                    None => cluster.notes.remove(&topic).is_some(),
+                };
+                if changed {
+                    cluster.version += 1;
+                }
             }
             Update::IstiodProbe {
                 context,

@@ -254,7 +254,7 @@ fn mesh(theme: &Theme, app: &App, m: &Mesh) -> Body {
         .map(|c| {
             let api = match (c.connection.as_str(), &c.error) {
                 (_, Some(_)) => Health::Down,
-                ("connected", _) => Health::Healthy,
+                ("live", _) => Health::Healthy,
                 _ => Health::Unknown,
             };
             let cp = c
