@@ -51,9 +51,21 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// Contexts to watch (repeatable; default: all).
-    #[arg(long = "context", value_name = "NAME")]
+    /// Contexts to watch (repeatable or comma-separated; default: every context).
+    #[arg(long = "context", value_name = "NAME", value_delimiter = ',')]
     pub contexts: Vec<String>,
+
+    /// With --once on live clusters: how long to wait for every cluster to sync.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub timeout: f64,
+
+    /// Log level of the log file: error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Log file (default: $XDG_STATE_HOME/meshtop/meshtop.log).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
 
     /// Configuration file (default: $XDG_CONFIG_HOME/meshtop/config.toml).
     #[arg(long, value_name = "PATH")]

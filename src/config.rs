@@ -1,11 +1,13 @@
 //! User configuration (`$XDG_CONFIG_HOME/meshtop/config.toml`) and theme selection.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use crate::cli::Cli;
+use crate::sources::kube::kubeconfig::UsageError;
 use crate::ui::theme::{self, Theme};
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -15,8 +17,30 @@ pub struct FileConfig {
     #[serde(default)]
     pub read_only: bool,
     pub audit_log: Option<PathBuf>,
+    /// Contexts to watch (default: every context of the kubeconfig).
     #[serde(default)]
     pub contexts: Vec<String>,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub log_level: Option<String>,
+    pub log_file: Option<PathBuf>,
+    /// Per-context settings, keyed by context name.
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterSettings>,
+}
+
+/// `[clusters.<context>]` in the config file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Shown instead of the context name.
+    pub display_name: Option<String>,
+    /// Istio's cluster id of this context, when the cluster's own objects do not tell it.
+    pub cluster_id: Option<String>,
+    /// istiod's monitoring URL (`http://host:15014`) for a control plane outside the cluster.
+    pub istiod_url: Option<String>,
+    /// Do not watch this context.
+    #[serde(default)]
+    pub skip: bool,
 }
 
 pub fn config_dir() -> Option<PathBuf> {
@@ -27,9 +51,9 @@ impl FileConfig {
     /// A missing file is an empty config; a broken one is an error that names the file.
     pub fn load(path: &Path) -> Result<FileConfig> {
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
-            }
+            Ok(text) => toml::from_str(&text).map_err(|e| {
+                anyhow::Error::new(UsageError(format!("{} is not valid: {e}", path.display())))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -38,6 +62,7 @@ impl FileConfig {
 
 /// The effective settings: command line over config file over defaults.
 pub struct Settings {
+    pub file: FileConfig,
     pub themes: Vec<Theme>,
     pub theme_index: usize,
     pub theme_warnings: Vec<String>,
@@ -73,24 +98,27 @@ pub fn settings(cli: &Cli, no_color: bool) -> Result<Settings> {
                     themes.len() - 1
                 } else {
                     let names: Vec<&str> = themes.iter().map(|t| t.name.as_str()).collect();
-                    bail!(
+                    return Err(UsageError(format!(
                         "unknown theme {w:?}: choose one of {} or give a .toml path",
                         names.join(", ")
-                    );
+                    ))
+                    .into());
                 }
             }
         },
     };
+    let audit_log = cli
+        .audit_log
+        .clone()
+        .or(file.audit_log.clone())
+        .or_else(crate::failover::audit::AuditLog::default_path);
     Ok(Settings {
+        read_only: cli.read_only || file.read_only,
+        file,
         themes,
         theme_index,
         theme_warnings,
-        read_only: cli.read_only || file.read_only,
-        audit_log: cli
-            .audit_log
-            .clone()
-            .or(file.audit_log)
-            .or_else(crate::failover::audit::AuditLog::default_path),
+        audit_log,
     })
 }
 
@@ -116,6 +144,7 @@ mod tests {
         std::fs::write(&path, "theme = \"light\"\ncolour = 3\n").unwrap();
         let err = format!("{:#}", FileConfig::load(&path).unwrap_err());
         assert!(err.contains("config.toml"), "{err}");
+        assert!(err.contains("line 2") && err.contains("colour"), "{err}");
         std::fs::write(&path, "theme = \"light\"\nread_only = true\n").unwrap();
         let ok = FileConfig::load(&path).unwrap();
         assert_eq!(ok.theme.as_deref(), Some("light"));

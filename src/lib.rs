@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod failover;
+pub mod logging;
 pub mod output;
 pub mod runtime;
 pub mod sources;

@@ -13,31 +13,72 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use futures::future::BoxFuture;
+
 use crate::app::state::{App, Command};
 use crate::engine::{self, unix_now};
 use crate::failover::apply::{self, Writer};
 use crate::failover::audit::AuditLog;
-use crate::sources::demo;
 use crate::topology::model::Topology;
+use crate::topology::snapshot::Update;
 
 /// Frames are drawn at most this often; bursts of events coalesce into one frame.
 const FRAME: Duration = Duration::from_millis(33);
 
-pub struct DemoOptions {
-    pub seed: u64,
-    pub tick: Duration,
-    pub audit: AuditLog,
+/// What feeds the dashboard: the source tasks (each sends on the channel whose receiver is
+/// `updates`), and the writer failovers go through, if any.
+pub struct Sources {
+    pub updates: mpsc::UnboundedReceiver<Vec<Update>>,
+    pub tasks: Vec<BoxFuture<'static, ()>>,
+    pub writer: Option<Writer>,
 }
 
-pub async fn run_demo(mut app: App, options: DemoOptions) -> Result<()> {
-    let (updates_tx, updates_rx) = mpsc::unbounded_channel();
-    let (writes_tx, writes_rx) = mpsc::unbounded_channel();
+/// Spawns the sources and the engine; returns the latest topology and the UI's event stream.
+fn start(
+    sources: Vec<BoxFuture<'static, ()>>,
+    updates: mpsc::UnboundedReceiver<Vec<Update>>,
+) -> (
+    watch::Receiver<Arc<Topology>>,
+    mpsc::UnboundedReceiver<engine::Derived>,
+) {
     let (topology_tx, topology_rx) = watch::channel(Arc::new(Topology::default()));
-    let (derived_tx, mut derived_rx) = mpsc::unbounded_channel();
+    let (derived_tx, derived_rx) = mpsc::unbounded_channel();
+    for task in sources {
+        tokio::spawn(task);
+    }
+    tokio::spawn(engine::run(updates, topology_tx, derived_tx));
+    (topology_rx, derived_rx)
+}
+
+/// Headless: runs the same sources and engine until `done` holds for the derived topology or
+/// the deadline passes; returns the last topology and whether `done` held.
+pub async fn once(
+    sources: Sources,
+    deadline: Duration,
+    done: impl Fn(&Topology) -> bool,
+) -> (Arc<Topology>, bool) {
+    let (mut topology_rx, _derived) = start(sources.tasks, sources.updates);
+    let wait = async {
+        loop {
+            if topology_rx.changed().await.is_err() {
+                return;
+            }
+            let t = topology_rx.borrow_and_update().clone();
+            if !t.meshes.is_empty() && done(&t) {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(deadline, wait).await;
+    let t = topology_rx.borrow().clone();
+    let ok = !t.meshes.is_empty() && done(&t);
+    (t, ok)
+}
+
+pub async fn run(mut app: App, sources: Sources, audit: AuditLog) -> Result<()> {
+    let (topology_rx, mut derived_rx) = start(sources.tasks, sources.updates);
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
-    tokio::spawn(demo::run(options.seed, options.tick, updates_tx, writes_rx));
-    tokio::spawn(engine::run(updates_rx, topology_tx, derived_tx));
-    let writer = Writer::Demo(writes_tx);
+    let writer = sources.writer;
 
     let mut terminal = ratatui::init();
     let _ = execute!(stdout(), EnableMouseCapture);
@@ -68,12 +109,12 @@ pub async fn run_demo(mut app: App, options: DemoOptions) -> Result<()> {
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
-                    if let Some(Command::Execute(plan)) = app.on_key(key) {
+                    if let (Some(Command::Execute(plan)), Some(writer)) = (app.on_key(key), &writer) {
                         tokio::spawn(apply::execute(
                             plan,
                             writer.clone(),
                             topology_rx.clone(),
-                            options.audit.clone(),
+                            audit.clone(),
                             Duration::from_secs(15),
                             progress_tx.clone(),
                         ));

@@ -41,6 +41,13 @@ pub fn parse_metrics(body: &str) -> IstiodMetrics {
     m
 }
 
+/// `pilot_info{version="…"}` from istiod's metrics, when `/version` said nothing useful.
+pub fn metrics_version(body: &str) -> Option<String> {
+    let line = body.lines().find(|l| l.starts_with("pilot_info{"))?;
+    let rest = &line[line.find("version=\"")? + "version=\"".len()..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +67,13 @@ mod tests {
         assert_eq!(m.pushes, 42.0);
         assert_eq!(m.convergence_count, 50.0);
         assert_eq!(m.xds_rejects, 1.0);
+    }
+
+    #[test]
+    fn version_label_of_pilot_info() {
+        let text = "# TYPE pilot_info gauge\npilot_info{version=\"1.31-dev\"} 1\n";
+        assert_eq!(metrics_version(text).as_deref(), Some("1.31-dev"));
+        assert_eq!(metrics_version("pilot_xds 3\n"), None);
     }
 
     #[test]

@@ -1,0 +1,41 @@
+//! The log file: set up once at start, never the terminal while the TUI runs.
+//!
+//! `$XDG_STATE_HOME/meshtop/meshtop.log` (or `--log-file`), level from `--log-level`. kube-rs's
+//! own events (watch restarts, TLS errors) go there too. Nothing logged here carries a secret
+//! value: sources log kinds, names and error messages, never object bodies or credentials.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use tracing::level_filters::LevelFilter;
+
+/// The default log file: `$XDG_STATE_HOME/meshtop/meshtop.log`.
+pub fn default_path() -> Option<PathBuf> {
+    dirs::state_dir()
+        .or_else(dirs::data_local_dir)
+        .map(|d| d.join("meshtop").join("meshtop.log"))
+}
+
+/// Opens (appends to) the log file and installs the global subscriber.
+pub fn init(path: &Path, level: LevelFilter) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create log directory {}", dir.display()))?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open log file {}", path.display()))?;
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_target(true)
+        .with_writer(Mutex::new(file))
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "meshtop started");
+    Ok(())
+}
