@@ -1,0 +1,892 @@
+//! Live mode against the real API servers and real istiod of `testenv/`: the derived topology
+//! equals the environment's own description, changes arrive within deadlines, a blackholed
+//! API server turns only its own cluster stale, real RBAC degrades only what it forbids, and no
+//! secret value reaches the output or the log.
+//!
+//! The assertions read the environment's description (`istiod.json`, the kubeconfig, the API)
+//! rather than constants, so they hold for any topology `testenv/up --topology` brings up.
+//! Tests that stop or change the environment hold the write side of [`ENV_LOCK`]; the others
+//! hold the read side, so a stopped API server never surprises another test.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use common::testenv::{get_local, testenv, wait_for, TestEnv};
+use meshtop::topology::model::Topology;
+
+static ENV_LOCK: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+async fn shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    ENV_LOCK.read().await
+}
+
+async fn exclusive() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    ENV_LOCK.write().await
+}
+
+/// meshtop's live source and engine, in this process, on a kubeconfig.
+struct Live {
+    topology: watch::Receiver<Arc<Topology>>,
+    _tasks: JoinSet<()>,
+}
+
+impl Live {
+    async fn start(kubeconfig: &Path) -> Result<Live> {
+        let (targets, problems) =
+            meshtop::sources::kube::resolve(Some(kubeconfig), &[], &BTreeMap::new()).await?;
+        if !problems.is_empty() {
+            bail!("kubeconfig problems: {problems:?}");
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (topology_tx, topology) = watch::channel(Arc::new(Topology::default()));
+        let (derived_tx, mut derived_rx) = mpsc::unbounded_channel();
+        let mut tasks = meshtop::sources::kube::start(targets, tx);
+        tasks.spawn(meshtop::engine::run(rx, topology_tx, derived_tx));
+        tasks.spawn(async move { while derived_rx.recv().await.is_some() {} });
+        Ok(Live {
+            topology,
+            _tasks: tasks,
+        })
+    }
+
+    /// The latest model in its JSON form (the documented schema of `--once -o json`).
+    fn json(&self) -> Value {
+        serde_json::from_str(&meshtop::output::json(&self.topology.borrow())).unwrap_or_default()
+    }
+
+    /// Waits until `f` finds what it wants in the model.
+    async fn wait<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&Value) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let model = self.json();
+            if let Some(v) = f(&model) {
+                return Ok(v);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; model clusters: {}",
+                    summary(&model)
+                );
+            }
+            let _ = tokio::time::timeout(left, self.topology.changed()).await;
+        }
+    }
+}
+
+fn clusters(model: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for m in model["meshes"].as_array().into_iter().flatten() {
+        for n in m["networks"].as_array().into_iter().flatten() {
+            out.extend(n["clusters"].as_array().into_iter().flatten());
+        }
+    }
+    out
+}
+
+fn cluster<'a>(model: &'a Value, context: &str) -> Option<&'a Value> {
+    clusters(model).into_iter().find(|c| c["name"] == context)
+}
+
+fn summary(model: &Value) -> String {
+    clusters(model)
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={} {}",
+                c["name"].as_str().unwrap_or("?"),
+                c["connection"].as_str().unwrap_or("?"),
+                c["error"].as_str().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn all_live(model: &Value, contexts: &[String]) -> bool {
+    contexts
+        .iter()
+        .all(|c| cluster(model, c).is_some_and(|c| c["connection"] == "live"))
+}
+
+/// Ready endpoints of `ns/name` per cluster in the model's merged service.
+fn model_ready(model: &Value, ns: &str, name: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for m in model["meshes"].as_array().into_iter().flatten() {
+        for s in m["services"].as_array().into_iter().flatten() {
+            if s["namespace"] == ns && s["name"] == name {
+                for e in s["endpoints"].as_array().into_iter().flatten() {
+                    let c = e["cluster"].as_str().unwrap_or("").to_string();
+                    *out.entry(c).or_insert(0) += e["ready"].as_u64().unwrap_or(0);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Ready endpoints of a Service in one cluster, read from the API's EndpointSlices.
+async fn api_ready(env: &TestEnv, context: &str, ns: &str, name: &str) -> Result<u64> {
+    let slices: Api<EndpointSlice> = Api::namespaced(env.client(context).await?, ns);
+    let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={name}"));
+    Ok(slices
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .flat_map(|s| s.endpoints.iter().flatten())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+        .count() as u64)
+}
+
+/// The environment's mesh id, read from the mesh config of the first primary.
+async fn mesh_id(env: &TestEnv) -> Result<String> {
+    let primary = env.primaries().into_iter().next().context("no primary")?;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client(&primary).await?, "istio-system");
+    let cm = cms.get("istio").await?;
+    let mesh = cm
+        .data
+        .unwrap_or_default()
+        .remove("mesh")
+        .unwrap_or_default();
+    let v: serde_yaml::Value = serde_yaml::from_str(&mesh)?;
+    Ok(v["defaultConfig"]["meshId"]
+        .as_str()
+        .context("mesh config without meshId")?
+        .to_string())
+}
+
+/// The environment's kubeconfig with every context renamed `<prefix><name>`: context names
+/// that differ from Istio's cluster ids, as in most real kubeconfigs.
+fn renamed_kubeconfig(env: &TestEnv, prefix: &str) -> Result<PathBuf> {
+    let mut kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&env.kubeconfig)?)?;
+    for c in kc["contexts"].as_sequence_mut().into_iter().flatten() {
+        let name = format!("{prefix}{}", c["name"].as_str().unwrap_or(""));
+        c["name"] = name.into();
+    }
+    if let Some(cur) = kc["current-context"].as_str() {
+        kc["current-context"] = format!("{prefix}{cur}").into();
+    }
+    let path = std::env::temp_dir().join(format!("meshtop-renamed-{}.yaml", std::process::id()));
+    std::fs::write(&path, serde_yaml::to_string(&kc)?)?;
+    Ok(path)
+}
+
+/// The derived topology equals what the environment says it is. The model names each cluster
+/// `<prefix><context>` (see [`renamed_kubeconfig`]).
+async fn check_topology(env: &TestEnv, model: &Value, prefix: &str) -> Result<()> {
+    let named = |c: &str| format!("{prefix}{c}");
+    let mesh = mesh_id(env).await?;
+    // Clusters appear in kubeconfig order within each network, whatever answered first.
+    for m in model["meshes"].as_array().into_iter().flatten() {
+        assert_eq!(m["id"], mesh.as_str(), "mesh id of {}", m["id"]);
+        for n in m["networks"].as_array().into_iter().flatten() {
+            let names: Vec<&str> = n["clusters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            let order: Vec<String> = env
+                .contexts
+                .iter()
+                .map(|c| named(c))
+                .filter(|c| names.contains(&c.as_str()))
+                .collect();
+            assert_eq!(
+                names, order,
+                "clusters of {} in kubeconfig order",
+                n["name"]
+            );
+        }
+    }
+    for context in &env.contexts {
+        let truth = &env.istiod[context];
+        let name = named(context);
+        let c = cluster(model, &name).with_context(|| format!("{name} in the model"))?;
+        assert_eq!(c["connection"], "live", "{context}: {c}");
+        let network = model["meshes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m["networks"].as_array().into_iter().flatten())
+            .find(|n| {
+                n["clusters"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|x| x["name"] == name.as_str()))
+            })
+            .map(|n| n["name"].clone());
+        assert_eq!(network, Some(json!(truth.network)), "{context}: network");
+        let role = match truth.role.as_str() {
+            "primary" => "primary",
+            "remote" => "remote",
+            "config" => "external_control_plane",
+            other => other,
+        };
+        if truth.role != "external" {
+            assert_eq!(c["role"], role, "{context}: role");
+            // Served by the istiod the environment says serves it.
+            let served: Vec<&str> = c["served_by"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let want = format!("{}/", truth.control_plane_cluster);
+            assert!(
+                served.iter().any(|s| s.starts_with(&want)),
+                "{context}: served by {served:?}, want a control plane of {}",
+                truth.control_plane_cluster
+            );
+        }
+        // The cluster id comes from the data (istiod CLUSTER_ID, remote secrets), not the context.
+        let cluster_id = if truth.role == "primary" {
+            truth.cluster_id.clone()
+        } else {
+            context.clone()
+        };
+        assert_eq!(
+            c["cluster_id"],
+            cluster_id.as_str(),
+            "{context}: cluster id"
+        );
+    }
+    // Every control plane was probed through a port-forward: its version and its view of the
+    // remote clusters are what the real istiod answers on its debug port.
+    for host in env.primaries() {
+        let truth = &env.istiod[&host];
+        let (_, clusterz) = get_local(&format!("{}/debug/clusterz", truth.debug)).await?;
+        let clusterz: Vec<Value> = serde_json::from_str(&clusterz)?;
+        let c = cluster(model, &named(&host)).with_context(|| format!("{host} in the model"))?;
+        let cp = c["control_planes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|cp| cp["probe_error"].is_null() && cp["version"].is_string())
+            .with_context(|| format!("{host}: a probed control plane in {c}"))?;
+        let (_, version) = get_local(&format!("{}/version", truth.debug)).await?;
+        assert!(
+            version.starts_with(cp["version"].as_str().unwrap_or("-")),
+            "{host}: version {} vs istiod's {version}",
+            cp["version"]
+        );
+        for row in &clusterz {
+            let id = row["id"].as_str().unwrap_or("");
+            if id == truth.cluster_id {
+                continue;
+            }
+            let shown = cp["remote_clusters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["id"] == id)
+                .with_context(|| format!("{host}: remote {id} in {}", cp["remote_clusters"]))?;
+            assert_eq!(shown["status"], row["syncStatus"], "{host}: sync of {id}");
+        }
+    }
+    // Endpoints of a service present in every data-plane cluster, per cluster, as the API has them.
+    let counts = model_ready(model, "shop", "frontend");
+    for context in env.data_plane() {
+        let want = api_ready(env, &context, "shop", "frontend").await?;
+        assert_eq!(
+            counts.get(&named(&context)).copied().unwrap_or(0),
+            want,
+            "shop/frontend ready endpoints in {context}: model {counts:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_model_equals_the_default_environment() -> Result<()> {
+    let env = testenv();
+    let _g = shared().await;
+    let kubeconfig = renamed_kubeconfig(env, "ctx-")?;
+    let renamed: Vec<String> = env.contexts.iter().map(|c| format!("ctx-{c}")).collect();
+    let mut live = Live::start(&kubeconfig).await?;
+    let t0 = Instant::now();
+    live.wait("every cluster live", Duration::from_secs(20), |m| {
+        all_live(m, &renamed).then_some(())
+    })
+    .await?;
+    eprintln!("all clusters live after {:?}", t0.elapsed());
+    // The probes come a moment after the watches: wait for every control plane's first answer.
+    let model = live
+        .wait("every control plane probed", Duration::from_secs(20), |m| {
+            let probed = clusters(m).iter().all(|c| {
+                c["control_planes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|cp| cp["version"].is_string() || cp["probe_error"].is_string())
+            });
+            probed.then(|| m.clone())
+        })
+        .await?;
+    check_topology(env, &model, "ctx-").await
+}
+
+/// The same through the binary, as a user runs it: `meshtop --once -o json` on the
+/// environment's kubeconfig exits 0 with every cluster live and no secret value in its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_json_on_the_environment() -> Result<()> {
+    let env = testenv();
+    let _g = shared().await;
+    let log = std::env::temp_dir().join(format!("meshtop-once-{}.log", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_meshtop"))
+        .args([
+            "--once",
+            "-o",
+            "json",
+            "--timeout",
+            "20",
+            "--log-level",
+            "debug",
+        ])
+        .arg("--log-file")
+        .arg(&log)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let model: Value = serde_json::from_str(&stdout)?;
+    assert!(all_live(&model, &env.contexts), "{}", summary(&model));
+    check_topology(env, &model, "").await?;
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log_text.contains("cluster state"), "the log records states");
+    for secret in secret_values(env).await? {
+        assert!(
+            !stdout.contains(&secret),
+            "a secret value reached the JSON output"
+        );
+        assert!(
+            !log_text.contains(&secret),
+            "a secret value reached the log file"
+        );
+    }
+    let _ = std::fs::remove_file(log);
+    Ok(())
+}
+
+/// Distinctive pieces of every remote secret's values (the kubeconfigs inside carry client
+/// keys and tokens), and of the admin kubeconfig's credentials.
+async fn secret_values(env: &TestEnv) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for context in &env.contexts {
+        let secrets: Api<Secret> = Api::all(env.client(context).await?);
+        let lp = ListParams::default().labels("istio/multiCluster=true");
+        for s in secrets.list(&lp).await?.items {
+            for v in s.data.unwrap_or_default().into_values() {
+                let text = String::from_utf8_lossy(&v.0).to_string();
+                for line in text.lines() {
+                    if let Some((_, value)) = line.split_once(": ") {
+                        let value = value.trim();
+                        if value.len() >= 40 {
+                            out.push(value[..40].to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let kubeconfig = std::fs::read_to_string(&env.kubeconfig)?;
+    for line in kubeconfig.lines() {
+        if let Some((k, value)) = line.split_once(": ") {
+            if k.trim().ends_with("-data") && value.trim().len() >= 40 {
+                out.push(value.trim()[..40].to_string());
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("found no secret values to look for: the check would prove nothing");
+    }
+    Ok(out)
+}
+
+/// Scaling a Deployment shows in the model within 2 s of the API having the new endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_a_deployment_reaches_the_model() -> Result<()> {
+    let env = testenv();
+    let _g = exclusive().await;
+    let context = env
+        .data_plane()
+        .last()
+        .cloned()
+        .context("a data-plane cluster")?;
+    let mut live = Live::start(&env.kubeconfig).await?;
+    live.wait("every cluster live", Duration::from_secs(20), |m| {
+        all_live(m, &env.contexts).then_some(())
+    })
+    .await?;
+    let deployments: Api<Deployment> = Api::namespaced(env.client(&context).await?, "shop");
+    let before = api_ready(env, &context, "shop", "cart").await?;
+    let mut latencies = Vec::new();
+    for replicas in [before + 2, before] {
+        let patch = json!({"spec": {"replicas": replicas}});
+        deployments
+            .patch("cart", &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        wait_for(
+            &format!("{replicas} ready cart endpoints in the API"),
+            Duration::from_secs(60),
+            || async {
+                Ok((api_ready(env, &context, "shop", "cart").await? == replicas).then_some(()))
+            },
+        )
+        .await?;
+        let seen = Instant::now();
+        live.wait(
+            &format!("{replicas} ready cart endpoints in the model"),
+            Duration::from_secs(2),
+            |m| (model_ready(m, "shop", "cart").get(&context) == Some(&replicas)).then_some(()),
+        )
+        .await?;
+        latencies.push(seen.elapsed());
+    }
+    eprintln!("API -> model: {latencies:?}");
+    Ok(())
+}
+
+fn apiserver_pid(env: &TestEnv, context: &str) -> Result<i32> {
+    let path = env
+        .state_dir
+        .join("pids")
+        .join(format!("kube-apiserver-{context}.pid"));
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    text.lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no pid in {}", path.display()))
+}
+
+fn signal(pid: i32, sig: &str) -> Result<()> {
+    let st = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()?;
+    if !st.success() {
+        bail!("kill {sig} {pid} failed");
+    }
+    Ok(())
+}
+
+/// Resumes a stopped API server even when the test fails half-way.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = signal(self.0, "-CONT");
+    }
+}
+
+/// A blackholed API server (SIGSTOP: connections hang, nothing is refused) turns its own
+/// cluster stale within 10 s while the others stay live, and a fresh start is not held up by
+/// it; after SIGCONT the cluster is live again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackholed_api_server_turns_only_its_cluster_stale() -> Result<()> {
+    let env = testenv();
+    let _g = exclusive().await;
+    let victim = env
+        .remotes()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| env.contexts[0].clone());
+    let others: Vec<String> = env
+        .contexts
+        .iter()
+        .filter(|c| **c != victim)
+        .cloned()
+        .collect();
+    let mut live = Live::start(&env.kubeconfig).await?;
+    live.wait("every cluster live", Duration::from_secs(20), |m| {
+        all_live(m, &env.contexts).then_some(())
+    })
+    .await?;
+
+    let pid = apiserver_pid(env, &victim)?;
+    signal(pid, "-STOP")?;
+    let resume = Resume(pid);
+    let stopped = Instant::now();
+    live.wait(&format!("{victim} stale"), Duration::from_secs(10), |m| {
+        (cluster(m, &victim)?["connection"] == "stale").then_some(())
+    })
+    .await?;
+    eprintln!("{victim} stale after {:?}", stopped.elapsed());
+    let model = live.json();
+    assert!(
+        all_live(&model, &others),
+        "others stay live: {}",
+        summary(&model)
+    );
+
+    // A fresh start while the server is blackholed: the others go live as fast as ever and the
+    // victim is reported down, not waited for.
+    let t0 = Instant::now();
+    let mut fresh = Live::start(&env.kubeconfig).await?;
+    fresh
+        .wait("the other clusters live", Duration::from_secs(5), |m| {
+            all_live(m, &others).then_some(())
+        })
+        .await?;
+    eprintln!("fresh start, others live after {:?}", t0.elapsed());
+    fresh
+        .wait(&format!("{victim} down"), Duration::from_secs(10), |m| {
+            (cluster(m, &victim)?["connection"] == "down").then_some(())
+        })
+        .await?;
+
+    drop(resume);
+    live.wait(
+        &format!("{victim} live again"),
+        Duration::from_secs(20),
+        |m| all_live(m, &env.contexts).then_some(()),
+    )
+    .await?;
+    fresh
+        .wait(
+            &format!("{victim} live in the fresh start"),
+            Duration::from_secs(30),
+            |m| all_live(m, &env.contexts).then_some(()),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A user who may not read Secrets still gets the dashboard, with a note saying what could not
+/// be read; real RBAC on the real API server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_secret_rights_gets_the_rest() -> Result<()> {
+    let env = testenv();
+    let _g = shared().await;
+    let context = env.primaries().first().cloned().context("a primary")?;
+    let kubeconfig = restricted_kubeconfig(env, &context).await?;
+    let mut live = Live::start(&kubeconfig).await?;
+    let c = live
+        .wait(
+            "the restricted cluster live",
+            Duration::from_secs(20),
+            |m| {
+                cluster(m, &context)
+                    .filter(|c| c["connection"] == "live")
+                    .cloned()
+            },
+        )
+        .await?;
+    let text = c.to_string();
+    assert!(
+        text.contains("Secrets") && text.contains("403"),
+        "a note names what could not be read: {text}"
+    );
+    let model = live.json();
+    assert!(
+        model_ready(&model, "shop", "frontend")
+            .get(&context)
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "the rest is shown"
+    );
+    Ok(())
+}
+
+/// A kubeconfig for a ServiceAccount that may read everything meshtop reads except Secrets.
+async fn restricted_kubeconfig(env: &TestEnv, context: &str) -> Result<PathBuf> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let client = env.client(context).await?;
+    let pp = PatchParams::apply("meshtop-tests").force();
+    let role: ClusterRole = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "meshtop-no-secrets"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["namespaces", "nodes", "pods", "services", "configmaps"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["security.istio.io"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["create", "get"]}
+        ]
+    }))?;
+    Api::<ClusterRole>::all(client.clone())
+        .patch("meshtop-no-secrets", &pp, &Patch::Apply(&role))
+        .await?;
+    let sa: ServiceAccount = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "meshtop-viewer", "namespace": "default"}
+    }))?;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    sas.patch("meshtop-viewer", &pp, &Patch::Apply(&sa)).await?;
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "meshtop-no-secrets"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "meshtop-no-secrets"},
+        "subjects": [{"kind": "ServiceAccount", "name": "meshtop-viewer", "namespace": "default"}]
+    }))?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch("meshtop-no-secrets", &pp, &Patch::Apply(&binding))
+        .await?;
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = wait_for(
+        "a token for meshtop-viewer",
+        Duration::from_secs(20),
+        || {
+            let sas = sas.clone();
+            let request = request.clone();
+            async move {
+                let r = sas
+                    .create_token_request("meshtop-viewer", &Default::default(), &request)
+                    .await?;
+                Ok(r.status.map(|s| s.token))
+            }
+        },
+    )
+    .await?;
+    let full: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&env.kubeconfig)?)?;
+    let cluster = full["clusters"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == context)
+        .cloned()
+        .context("the context's cluster entry")?;
+    let kc = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [serde_json::to_value(&cluster)?],
+        "users": [{"name": "viewer", "user": {"token": token}}],
+        "contexts": [{"name": context, "context": {"cluster": context, "user": "viewer"}}],
+        "current-context": context,
+    });
+    let path = std::env::temp_dir().join(format!("meshtop-viewer-{}.yaml", std::process::id()));
+    std::fs::write(&path, serde_yaml::to_string(&kc)?)?;
+    Ok(path)
+}
+
+/// A context whose server refuses connections is down with the reason; the others are live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_context_is_down_and_the_others_live() -> Result<()> {
+    let env = testenv();
+    let _g = shared().await;
+    let mut full: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&env.kubeconfig)?)?;
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let first_cluster = full["clusters"][0].clone();
+    let mut dead = first_cluster.clone();
+    dead["name"] = "dead".into();
+    dead["cluster"]["server"] = format!("https://127.0.0.1:{port}").into();
+    let user = full["contexts"][0]["context"]["user"].clone();
+    full["clusters"]
+        .as_sequence_mut()
+        .context("clusters")?
+        .push(dead);
+    let ctx: serde_yaml::Value = serde_yaml::from_str(&format!(
+        "{{name: dead, context: {{cluster: dead, user: {}}}}}",
+        user.as_str().unwrap_or("")
+    ))?;
+    full["contexts"]
+        .as_sequence_mut()
+        .context("contexts")?
+        .push(ctx);
+    let path = std::env::temp_dir().join(format!("meshtop-dead-{}.yaml", std::process::id()));
+    std::fs::write(&path, serde_yaml::to_string(&full)?)?;
+    let mut live = Live::start(&path).await?;
+    live.wait("the dead context down", Duration::from_secs(10), |m| {
+        let c = cluster(m, "dead")?;
+        (c["connection"] == "down" && c["error"].as_str()?.contains("refused")).then_some(())
+    })
+    .await?;
+    live.wait("every real cluster live", Duration::from_secs(20), |m| {
+        all_live(m, &env.contexts).then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// A malformed mesh ConfigMap gives a finding on that cluster's node; repairing it clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_mesh_config_is_a_finding_on_its_cluster() -> Result<()> {
+    let env = testenv();
+    let _g = exclusive().await;
+    let context = env.primaries().first().cloned().context("a primary")?;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client(&context).await?, "istio-system");
+    let original = cms.get("istio").await?;
+    let mesh = original
+        .data
+        .clone()
+        .unwrap_or_default()
+        .remove("mesh")
+        .unwrap_or_default();
+    let mut live = Live::start(&env.kubeconfig).await?;
+    live.wait("every cluster live", Duration::from_secs(20), |m| {
+        all_live(m, &env.contexts).then_some(())
+    })
+    .await?;
+    let node = format!("cluster:{context}");
+    let broken = json!({"data": {"mesh": "defaultConfig: [unclosed"}});
+    cms.patch("istio", &PatchParams::default(), &Patch::Merge(&broken))
+        .await?;
+    let restore = json!({"data": {"mesh": mesh}});
+    let result = live
+        .wait("a finding on the cluster", Duration::from_secs(5), |m| {
+            m["meshes"]
+                .as_array()?
+                .iter()
+                .flat_map(|m| m["findings"].as_array().into_iter().flatten())
+                .find(|f| {
+                    f["node"].as_str().is_some_and(|n| n.starts_with(&node))
+                        && f["message"].as_str().is_some_and(|t| t.contains("mesh"))
+                })
+                .cloned()
+        })
+        .await;
+    cms.patch("istio", &PatchParams::default(), &Patch::Merge(&restore))
+        .await?;
+    let finding = result?;
+    eprintln!("finding: {finding}");
+    live.wait("the finding gone", Duration::from_secs(5), |m| {
+        let any = m["meshes"]
+            .as_array()?
+            .iter()
+            .flat_map(|m| m["findings"].as_array().into_iter().flatten())
+            .any(|f| f == &finding);
+        (!any).then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// An istiod URL (config file) that answers garbage: the control plane shows the error, the
+/// cluster stays live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_istiod_that_answers_garbage_is_an_error_on_its_control_plane() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = testenv();
+    let _g = shared().await;
+    let context = env.primaries().first().cloned().context("a primary")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            let body = "<<this is not json>>";
+                            let reply = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if s.write_all(reply.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let mut settings = BTreeMap::new();
+    settings.insert(
+        context.clone(),
+        meshtop::config::ClusterSettings {
+            istiod_url: Some(format!("http://{addr}")),
+            ..Default::default()
+        },
+    );
+    let (targets, _) = meshtop::sources::kube::resolve(
+        Some(&env.kubeconfig),
+        std::slice::from_ref(&context),
+        &settings,
+    )
+    .await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (topology_tx, topology) = watch::channel(Arc::new(Topology::default()));
+    let (derived_tx, mut derived_rx) = mpsc::unbounded_channel();
+    let mut tasks = meshtop::sources::kube::start(targets, tx);
+    tasks.spawn(meshtop::engine::run(rx, topology_tx, derived_tx));
+    tasks.spawn(async move { while derived_rx.recv().await.is_some() {} });
+    let mut live = Live {
+        topology,
+        _tasks: tasks,
+    };
+    let cp = live
+        .wait(
+            "a probe error on the control plane",
+            Duration::from_secs(20),
+            |m| {
+                let c = cluster(m, &context)?;
+                c["control_planes"]
+                    .as_array()?
+                    .iter()
+                    .find(|cp| {
+                        cp["probe_error"]
+                            .as_str()
+                            .is_some_and(|e| e.contains("clusterz"))
+                    })
+                    .cloned()
+            },
+        )
+        .await?;
+    eprintln!("control plane: {}", cp["probe_error"]);
+    let model = live.json();
+    assert_eq!(
+        cluster(&model, &context).map(|c| c["connection"].clone()),
+        Some(json!("live"))
+    );
+    Ok(())
+}
+
+/// `meshtop` refuses a kubeconfig that does not parse with a message naming the file, exit 2.
+#[test]
+fn a_kubeconfig_that_does_not_parse_names_the_file() -> Result<()> {
+    let path = std::env::temp_dir().join(format!("meshtop-broken-{}.yaml", std::process::id()));
+    std::fs::write(&path, "apiVersion: v1\nclusters: [unclosed\n")?;
+    let out = Command::new(env!("CARGO_BIN_EXE_meshtop"))
+        .args(["--once", "--kubeconfig"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    let _ = std::fs::remove_file(path);
+    Ok(())
+}
