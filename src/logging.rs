@@ -6,10 +6,23 @@
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tracing::level_filters::LevelFilter;
+
+static START: OnceLock<Instant> = OnceLock::new();
+
+/// Marks the start of the process (call first thing in `main`); later calls change nothing.
+pub fn mark_start() {
+    START.get_or_init(Instant::now);
+}
+
+/// Time since [`mark_start`]: the clock the log's `since_start_ms` fields use.
+pub fn since_start() -> Duration {
+    START.get_or_init(Instant::now).elapsed()
+}
 
 /// The default log file: `$XDG_STATE_HOME/meshtop/meshtop.log`.
 pub fn default_path() -> Option<PathBuf> {

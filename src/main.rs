@@ -21,6 +21,7 @@ use meshtop::topology::snapshot::Connection;
 use meshtop::{config, logging, output, sources};
 
 fn main() -> ExitCode {
+    logging::mark_start();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

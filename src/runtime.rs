@@ -94,6 +94,7 @@ pub async fn run(mut app: App, sources: Sources, audit: AuditLog) -> Result<()> 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut dirty = true;
+    let mut first_frame = true;
     let mut last_draw = Instant::now() - FRAME;
     app.now = unix_now();
 
@@ -101,6 +102,11 @@ pub async fn run(mut app: App, sources: Sources, audit: AuditLog) -> Result<()> 
         if dirty && last_draw.elapsed() >= FRAME {
             if let Err(e) = terminal.draw(|f| crate::ui::draw(f, &mut app)) {
                 break Err(e.into());
+            }
+            if first_frame {
+                first_frame = false;
+                let since_start_ms = crate::logging::since_start().as_millis() as u64;
+                tracing::info!(since_start_ms, "first frame");
             }
             dirty = false;
             last_draw = Instant::now();

@@ -162,7 +162,8 @@ impl Shared {
             })
         });
         if let Some(connection) = changed {
-            tracing::info!(context = %self.context, state = connection.label(), reason = ?connection.reason(), "cluster state");
+            let since_start_ms = crate::logging::since_start().as_millis() as u64;
+            tracing::info!(context = %self.context, state = connection.label(), reason = ?connection.reason(), since_start_ms, "cluster state");
             self.send(Update::Connection {
                 context: self.context.to_string(),
                 connection,

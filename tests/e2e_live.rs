@@ -1,0 +1,289 @@
+//! End to end on real clusters: `meshtop` (no flags) in a real terminal (tmux) on the test
+//! environment's kubeconfig, as an operator runs it. The screen fills in live, a scale shows up,
+//! a blackholed API server neither freezes the keys nor delays a fresh start's first frame, and
+//! the cluster recovers by itself.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+
+use common::testenv::{testenv, TestEnv};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(name: &str, command: &str, env: &[(&str, &str)]) -> Tmux {
+        let socket = format!("meshtop-live-{}-{name}", std::process::id());
+        let mut cmd = Command::new("tmux");
+        cmd.args([
+            "-L",
+            &socket,
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "s",
+        ])
+        .args(["-x", "160", "-y", "45"])
+        .arg(command)
+        .env("TERM", "xterm-256color");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let status = cmd
+            .status()
+            .expect("tmux is installed (.ci/run installs it)");
+        assert!(status.success(), "tmux new-session failed");
+        Tmux { socket }
+    }
+
+    fn capture(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "s"])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn key(&self, key: &str) {
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "s", key])
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+    }
+
+    /// Waits until the screen satisfies `pred`; returns the screen and how long it took.
+    fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> (String, Duration) {
+        let t0 = Instant::now();
+        loop {
+            let screen = self.capture();
+            if pred(&screen) {
+                return (screen, t0.elapsed());
+            }
+            if t0.elapsed() > timeout {
+                panic!("timed out after {timeout:?} waiting for {what}; screen:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+fn apiserver_pid(env: &TestEnv, context: &str) -> Result<String> {
+    let path = env
+        .state_dir
+        .join("pids")
+        .join(format!("kube-apiserver-{context}.pid"));
+    let text = std::fs::read_to_string(&path)?;
+    Ok(text.lines().next().context("pid")?.trim().to_string())
+}
+
+struct Resume(String);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+/// The tree line of one cluster (`▶ ✔ remote remote ← primary 12/12`).
+fn tree_line<'a>(screen: &'a str, context: &str) -> Option<&'a str> {
+    let needle = format!(" {context} ");
+    screen
+        .lines()
+        .map(|l| l.split('│').nth(1).unwrap_or(""))
+        .find(|l| l.contains(&needle) && l.contains('▶'))
+}
+
+/// `ready/total` at the end of a cluster's tree line.
+fn endpoints(line: &str) -> Option<(u64, u64)> {
+    let last = line.split_whitespace().last()?;
+    let (r, t) = last.split_once('/')?;
+    Some((r.parse().ok()?, t.parse().ok()?))
+}
+
+async fn cluster_ready_endpoints(env: &TestEnv, context: &str) -> Result<u64> {
+    let slices: Api<EndpointSlice> = Api::all(env.client(context).await?);
+    let mut n = 0;
+    for s in slices.list(&ListParams::default()).await?.items {
+        let ns = s.metadata.namespace.as_deref().unwrap_or("");
+        if ns == "kube-system" || ns == "default" || ns == "istio-system" {
+            continue;
+        }
+        n += s
+            .endpoints
+            .iter()
+            .flatten()
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+            .count() as u64;
+    }
+    Ok(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_dashboard_in_a_terminal() -> Result<()> {
+    let env = testenv();
+    let kubeconfig = env.kubeconfig.display().to_string();
+    let log = std::env::temp_dir().join(format!("meshtop-e2e-live-{}.log", std::process::id()));
+    let command = format!(
+        "{} --log-file {}; echo MESHTOP-EXIT:$?; sleep 30",
+        env!("CARGO_BIN_EXE_meshtop"),
+        log.display()
+    );
+    let tmux = Tmux::start("main", &command, &[("KUBECONFIG", &kubeconfig)]);
+    let (screen, took) = tmux.wait("every cluster in the tree", Duration::from_secs(20), |s| {
+        env.contexts.iter().all(|c| tree_line(s, c).is_some())
+    });
+    eprintln!("every cluster on screen after {took:?}");
+    assert!(
+        screen.contains("live"),
+        "the header says live mode:\n{screen}"
+    );
+
+    // Select a data-plane cluster: its panel says live.
+    let target = env
+        .data_plane()
+        .last()
+        .cloned()
+        .context("a data-plane cluster")?;
+    select(&tmux, &target);
+    tmux.wait("the cluster panel, live", Duration::from_secs(10), |s| {
+        s.contains(&format!("Cluster {target}")) && s.contains("live · data age")
+    });
+
+    // Scale a Deployment: the cluster's endpoint count on screen follows within 2 s of the API.
+    let (screen, _) = tmux.wait("endpoint counts", Duration::from_secs(10), |s| {
+        tree_line(s, &target).and_then(endpoints).is_some()
+    });
+    let before = tree_line(&screen, &target)
+        .and_then(endpoints)
+        .context("count")?;
+    let deployments: Api<Deployment> = Api::namespaced(env.client(&target).await?, "shop");
+    let cart = deployments.get("cart").await?;
+    let replicas = cart.spec.replicas.unwrap_or(1);
+    let api_before = cluster_ready_endpoints(env, &target).await?;
+    let scale = |n: i32| {
+        let deployments = deployments.clone();
+        async move {
+            deployments
+                .patch(
+                    "cart",
+                    &PatchParams::default(),
+                    &Patch::Merge(&serde_json::json!({"spec": {"replicas": n}})),
+                )
+                .await
+        }
+    };
+    scale(replicas + 2).await?;
+    let want = api_before + 2;
+    common::testenv::wait_for("the API's endpoints", Duration::from_secs(60), || async {
+        Ok((cluster_ready_endpoints(env, &target).await? == want).then_some(()))
+    })
+    .await?;
+    let (_, took) = tmux.wait("the new count on screen", Duration::from_secs(2), |s| {
+        tree_line(s, &target)
+            .and_then(endpoints)
+            .is_some_and(|(r, _)| r == before.0 + 2)
+    });
+    eprintln!("scale: API -> screen {took:?}");
+    scale(replicas).await?;
+
+    // Blackhole one API server: keys still answer at once, the cluster turns stale.
+    let victim = env
+        .remotes()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| target.clone());
+    let pid = apiserver_pid(env, &victim)?;
+    let status = Command::new("kill").args(["-STOP", &pid]).status()?;
+    assert!(status.success());
+    let resume = Resume(pid);
+    select(&tmux, &victim);
+    tmux.key("?");
+    let (_, took) = tmux.wait(
+        "help while a server is blackholed",
+        Duration::from_secs(1),
+        |s| s.contains("Keys"),
+    );
+    eprintln!("key -> screen with a blackholed server: {took:?}");
+    tmux.key("Escape");
+    tmux.wait(&format!("{victim} stale"), Duration::from_secs(12), |s| {
+        s.contains(&format!("Cluster {victim}")) && s.contains("stale")
+    });
+
+    // A fresh start meanwhile: the first frame is there at once, the others go live.
+    let t0 = Instant::now();
+    let fresh = Tmux::start(
+        "fresh",
+        &format!(
+            "{} --log-file {}",
+            env!("CARGO_BIN_EXE_meshtop"),
+            log.display()
+        ),
+        &[("KUBECONFIG", &kubeconfig)],
+    );
+    fresh.wait("the first frame", Duration::from_secs(2), |s| {
+        s.contains("meshtop")
+    });
+    eprintln!("fresh start, first frame captured after {:?}", t0.elapsed());
+    let others: Vec<&String> = env.contexts.iter().filter(|c| **c != victim).collect();
+    fresh.wait("the other clusters", Duration::from_secs(10), |s| {
+        others.iter().all(|c| tree_line(s, c).is_some())
+    });
+    drop(fresh);
+
+    drop(resume);
+    tmux.wait(
+        &format!("{victim} live again"),
+        Duration::from_secs(20),
+        |s| s.contains(&format!("Cluster {victim}")) && s.contains("live · data age"),
+    );
+
+    tmux.key("q");
+    tmux.wait("a clean exit", Duration::from_secs(5), |s| {
+        s.contains("MESHTOP-EXIT:0")
+    });
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        log_text.contains("cluster state"),
+        "the log file records states"
+    );
+    let _ = std::fs::remove_file(log);
+    Ok(())
+}
+
+/// Moves the selection to a cluster by filtering the tree for its name.
+fn select(tmux: &Tmux, context: &str) {
+    tmux.key("/");
+    for ch in context.chars() {
+        tmux.key(&ch.to_string());
+    }
+    tmux.key("Enter");
+    tmux.wait(
+        &format!("{context} selected"),
+        Duration::from_secs(5),
+        |s| s.contains(&format!("Cluster {context}")),
+    );
+}
