@@ -11,9 +11,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -22,12 +21,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use common::live::{all_live, cluster, clusters, model_ready, summary, Live};
 use common::testenv::{get_local, testenv, wait_for, TestEnv};
-use meshtop::topology::model::Topology;
 
 static ENV_LOCK: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
@@ -37,112 +34,6 @@ async fn shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
 
 async fn exclusive() -> tokio::sync::RwLockWriteGuard<'static, ()> {
     ENV_LOCK.write().await
-}
-
-/// meshtop's live source and engine, in this process, on a kubeconfig.
-struct Live {
-    topology: watch::Receiver<Arc<Topology>>,
-    _tasks: JoinSet<()>,
-}
-
-impl Live {
-    async fn start(kubeconfig: &Path) -> Result<Live> {
-        let (targets, problems) =
-            meshtop::sources::kube::resolve(Some(kubeconfig), &[], &BTreeMap::new()).await?;
-        if !problems.is_empty() {
-            bail!("kubeconfig problems: {problems:?}");
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (topology_tx, topology) = watch::channel(Arc::new(Topology::default()));
-        let (derived_tx, mut derived_rx) = mpsc::unbounded_channel();
-        let mut tasks = meshtop::sources::kube::start(targets, tx);
-        tasks.spawn(meshtop::engine::run(rx, topology_tx, derived_tx));
-        tasks.spawn(async move { while derived_rx.recv().await.is_some() {} });
-        Ok(Live {
-            topology,
-            _tasks: tasks,
-        })
-    }
-
-    /// The latest model in its JSON form (the documented schema of `--once -o json`).
-    fn json(&self) -> Value {
-        serde_json::from_str(&meshtop::output::json(&self.topology.borrow())).unwrap_or_default()
-    }
-
-    /// Waits until `f` finds what it wants in the model.
-    async fn wait<T>(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        f: impl Fn(&Value) -> Option<T>,
-    ) -> Result<T> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let model = self.json();
-            if let Some(v) = f(&model) {
-                return Ok(v);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!(
-                    "timed out after {timeout:?} waiting for {what}; model clusters: {}",
-                    summary(&model)
-                );
-            }
-            let _ = tokio::time::timeout(left, self.topology.changed()).await;
-        }
-    }
-}
-
-fn clusters(model: &Value) -> Vec<&Value> {
-    let mut out = Vec::new();
-    for m in model["meshes"].as_array().into_iter().flatten() {
-        for n in m["networks"].as_array().into_iter().flatten() {
-            out.extend(n["clusters"].as_array().into_iter().flatten());
-        }
-    }
-    out
-}
-
-fn cluster<'a>(model: &'a Value, context: &str) -> Option<&'a Value> {
-    clusters(model).into_iter().find(|c| c["name"] == context)
-}
-
-fn summary(model: &Value) -> String {
-    clusters(model)
-        .iter()
-        .map(|c| {
-            format!(
-                "{}={} {}",
-                c["name"].as_str().unwrap_or("?"),
-                c["connection"].as_str().unwrap_or("?"),
-                c["error"].as_str().unwrap_or("")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn all_live(model: &Value, contexts: &[String]) -> bool {
-    contexts
-        .iter()
-        .all(|c| cluster(model, c).is_some_and(|c| c["connection"] == "live"))
-}
-
-/// Ready endpoints of `ns/name` per cluster in the model's merged service.
-fn model_ready(model: &Value, ns: &str, name: &str) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for m in model["meshes"].as_array().into_iter().flatten() {
-        for s in m["services"].as_array().into_iter().flatten() {
-            if s["namespace"] == ns && s["name"] == name {
-                for e in s["endpoints"].as_array().into_iter().flatten() {
-                    let c = e["cluster"].as_str().unwrap_or("").to_string();
-                    *out.entry(c).or_insert(0) += e["ready"].as_u64().unwrap_or(0);
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Ready endpoints of a Service in one cluster, read from the API's EndpointSlices.
@@ -831,22 +722,8 @@ async fn an_istiod_that_answers_garbage_is_an_error_on_its_control_plane() -> Re
             ..Default::default()
         },
     );
-    let (targets, _) = meshtop::sources::kube::resolve(
-        Some(&env.kubeconfig),
-        std::slice::from_ref(&context),
-        &settings,
-    )
-    .await?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (topology_tx, topology) = watch::channel(Arc::new(Topology::default()));
-    let (derived_tx, mut derived_rx) = mpsc::unbounded_channel();
-    let mut tasks = meshtop::sources::kube::start(targets, tx);
-    tasks.spawn(meshtop::engine::run(rx, topology_tx, derived_tx));
-    tasks.spawn(async move { while derived_rx.recv().await.is_some() {} });
-    let mut live = Live {
-        topology,
-        _tasks: tasks,
-    };
+    let mut live =
+        Live::start_with(&env.kubeconfig, std::slice::from_ref(&context), &settings).await?;
     let cp = live
         .wait(
             "a probe error on the control plane",

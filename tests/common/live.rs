@@ -1,0 +1,129 @@
+//! meshtop's live source and engine in the test process, observed through the documented JSON
+//! schema of `--once -o json` (so tests do not depend on the model's Rust types).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use meshtop::config::ClusterSettings;
+use meshtop::topology::model::Topology;
+
+/// meshtop's live source and engine, in this process, on a kubeconfig.
+pub struct Live {
+    pub topology: watch::Receiver<Arc<Topology>>,
+    pub tasks: JoinSet<()>,
+}
+
+impl Live {
+    pub async fn start(kubeconfig: &Path) -> Result<Live> {
+        Live::start_with(kubeconfig, &[], &BTreeMap::new()).await
+    }
+
+    /// Only `contexts` (all when empty), with per-context settings as the config file gives them.
+    pub async fn start_with(
+        kubeconfig: &Path,
+        contexts: &[String],
+        settings: &BTreeMap<String, ClusterSettings>,
+    ) -> Result<Live> {
+        let (targets, problems) =
+            meshtop::sources::kube::resolve(Some(kubeconfig), contexts, settings).await?;
+        if !problems.is_empty() {
+            bail!("kubeconfig problems: {problems:?}");
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (topology_tx, topology) = watch::channel(Arc::new(Topology::default()));
+        let (derived_tx, mut derived_rx) = mpsc::unbounded_channel();
+        let mut tasks = meshtop::sources::kube::start(targets, tx);
+        tasks.spawn(meshtop::engine::run(rx, topology_tx, derived_tx));
+        tasks.spawn(async move { while derived_rx.recv().await.is_some() {} });
+        Ok(Live { topology, tasks })
+    }
+
+    /// The latest model in its JSON form (the documented schema of `--once -o json`).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&meshtop::output::json(&self.topology.borrow())).unwrap_or_default()
+    }
+
+    /// Waits until `f` finds what it wants in the model.
+    pub async fn wait<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&Value) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let model = self.json();
+            if let Some(v) = f(&model) {
+                return Ok(v);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; model clusters: {}",
+                    summary(&model)
+                );
+            }
+            let _ = tokio::time::timeout(left, self.topology.changed()).await;
+        }
+    }
+}
+
+pub fn clusters(model: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for m in model["meshes"].as_array().into_iter().flatten() {
+        for n in m["networks"].as_array().into_iter().flatten() {
+            out.extend(n["clusters"].as_array().into_iter().flatten());
+        }
+    }
+    out
+}
+
+pub fn cluster<'a>(model: &'a Value, context: &str) -> Option<&'a Value> {
+    clusters(model).into_iter().find(|c| c["name"] == context)
+}
+
+pub fn summary(model: &Value) -> String {
+    clusters(model)
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={} {}",
+                c["name"].as_str().unwrap_or("?"),
+                c["connection"].as_str().unwrap_or("?"),
+                c["error"].as_str().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn all_live(model: &Value, contexts: &[String]) -> bool {
+    contexts
+        .iter()
+        .all(|c| cluster(model, c).is_some_and(|c| c["connection"] == "live"))
+}
+
+/// Ready endpoints of `ns/name` per cluster in the model's merged service.
+pub fn model_ready(model: &Value, ns: &str, name: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for m in model["meshes"].as_array().into_iter().flatten() {
+        for s in m["services"].as_array().into_iter().flatten() {
+            if s["namespace"] == ns && s["name"] == name {
+                for e in s["endpoints"].as_array().into_iter().flatten() {
+                    let c = e["cluster"].as_str().unwrap_or("").to_string();
+                    *out.entry(c).or_insert(0) += e["ready"].as_u64().unwrap_or(0);
+                }
+            }
+        }
+    }
+    out
+}
