@@ -14,22 +14,20 @@ pub fn parse_syncz(body: &str) -> Result<Vec<SynczEntry>, String> {
     serde_json::from_str(body).map_err(|e| format!("/debug/syncz: {e}"))
 }
 
-/// Prometheus text from `:15014/metrics`; only the series meshtop shows are read.
+/// Prometheus text from `:15014/metrics` (parsed by `prometheus-parse`); only the series meshtop
+/// shows are read, summed over their labels.
 pub fn parse_metrics(body: &str) -> IstiodMetrics {
+    use prometheus_parse::{Scrape, Value};
     let mut m = IstiodMetrics::default();
-    for line in body.lines() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let (series, value) = match line.rsplit_once(' ') {
-            Some((s, v)) => (s.trim(), v.trim()),
-            None => continue,
+    let Ok(scrape) = Scrape::parse(body.lines().map(|l| Ok(l.to_string()))) else {
+        return m;
+    };
+    for sample in scrape.samples {
+        let value = match &sample.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(_) | Value::Summary(_) => continue,
         };
-        let Ok(value) = value.parse::<f64>() else {
-            continue;
-        };
-        let name = series.split('{').next().unwrap_or(series);
-        match name {
+        match sample.metric.as_str() {
             "pilot_xds" => m.xds_clients += value,
             "pilot_xds_pushes" => m.pushes += value,
             "pilot_proxy_convergence_time_sum" => m.convergence_sum += value,
@@ -43,9 +41,13 @@ pub fn parse_metrics(body: &str) -> IstiodMetrics {
 
 /// `pilot_info{version="…"}` from istiod's metrics, when `/version` said nothing useful.
 pub fn metrics_version(body: &str) -> Option<String> {
-    let line = body.lines().find(|l| l.starts_with("pilot_info{"))?;
-    let rest = &line[line.find("version=\"")? + "version=\"".len()..];
-    Some(rest[..rest.find('"')?].to_string())
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).ok()?;
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "pilot_info")
+        .and_then(|s| s.labels.get("version"))
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -67,6 +69,21 @@ mod tests {
         assert_eq!(m.pushes, 42.0);
         assert_eq!(m.convergence_count, 50.0);
         assert_eq!(m.xds_rejects, 1.0);
+    }
+
+    #[test]
+    fn metrics_read_a_typed_histogram() {
+        let text = "# TYPE pilot_proxy_convergence_time histogram\n\
+                    pilot_proxy_convergence_time_bucket{le=\"0.1\"} 3\n\
+                    pilot_proxy_convergence_time_bucket{le=\"+Inf\"} 4\n\
+                    pilot_proxy_convergence_time_sum 0.25\n\
+                    pilot_proxy_convergence_time_count 4\n\
+                    # TYPE pilot_xds gauge\n\
+                    pilot_xds{version=\"1.31-dev\"} 5\n";
+        let m = parse_metrics(text);
+        assert_eq!(m.convergence_count, 4.0);
+        assert_eq!(m.convergence_sum, 0.25);
+        assert_eq!(m.xds_clients, 5.0);
     }
 
     #[test]
