@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
 
 static START: OnceLock<Instant> = OnceLock::new();
 
@@ -42,12 +44,19 @@ pub fn init(path: &Path, level: LevelFilter) -> Result<()> {
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open log file {}", path.display()))?;
-    tracing_subscriber::fmt()
-        .with_max_level(level)
+    // Other crates (kube, hyper, rustls) log at most at info: their debug and trace output
+    // describes requests and TLS in detail, which a log file has no need to keep.
+    let filter = Targets::new()
+        .with_default(level.min(LevelFilter::INFO))
+        .with_target("meshtop", level);
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(LevelFilter::TRACE)
         .with_ansi(false)
         .with_target(true)
         .with_writer(Mutex::new(file))
-        .try_init()
+        .finish()
+        .with(filter);
+    tracing::subscriber::set_global_default(subscriber)
         .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "meshtop started");
     Ok(())
