@@ -346,3 +346,208 @@ fn incremental_join_follows_services_that_appear_and_disappear() {
     assert_eq!(without, derive(&store));
     assert!(without.meshes[0].service("payments", "only-west").is_none());
 }
+
+/// The guard of every cache in `Deriver`: the simulator's own life plus random changes, several
+/// clusters at once, over many seeds; the incremental result must equal a fresh derivation at
+/// every step.
+#[test]
+fn incremental_derivation_equals_a_fresh_one_over_random_histories() {
+    use meshtop::sources::demo::{DemoSim, Rng, Scale};
+    use meshtop::topology::derive::Deriver;
+    use meshtop::topology::snapshot::Connection;
+
+    let small = Scale {
+        clusters: 6,
+        services: 30,
+        endpoints_per_service_cluster: 3,
+        clusters_per_service: 2,
+    };
+    for seed in 0..16u64 {
+        let mut sim = if seed % 4 == 3 {
+            DemoSim::scaled(seed, small)
+        } else {
+            DemoSim::new(seed)
+        };
+        let mut store = Store::default();
+        for update in sim.drain() {
+            store.apply(update, SystemTime::UNIX_EPOCH);
+        }
+        let mut rng = Rng::new(seed * 7919 + 1);
+        let mut deriver = Deriver::default();
+        assert_eq!(deriver.derive(&store), derive(&store), "seed {seed}, start");
+        for step in 0..40 {
+            for update in sim.step() {
+                store.apply(update, SystemTime::UNIX_EPOCH);
+            }
+            let changing = 1 + rng.below(3) as usize;
+            for _ in 0..changing {
+                let i = rng.below(store.clusters.len() as u64) as usize;
+                random_change(&mut store, i, &mut rng);
+            }
+            // Sometimes derive only every other step, so changes pile up between derivations.
+            if rng.chance(80) {
+                assert_eq!(
+                    deriver.derive(&store),
+                    derive(&store),
+                    "seed {seed}, step {step}"
+                );
+            }
+        }
+    }
+
+    fn pick<K: Clone, V: Clone>(
+        map: &std::collections::BTreeMap<K, V>,
+        rng: &mut Rng,
+    ) -> Option<(K, V)> {
+        if map.is_empty() {
+            return None;
+        }
+        let n = rng.below(map.len() as u64) as usize;
+        map.iter().nth(n).map(|(k, v)| (k.clone(), v.clone()))
+    }
+
+    fn random_change(store: &mut Store, i: usize, rng: &mut Rng) {
+        use meshtop::topology::snapshot::ObjectKind;
+        let context = store.clusters[i].context.clone();
+        let now = SystemTime::UNIX_EPOCH;
+        let apply = |store: &mut Store, object: KubeObject| {
+            store.apply(
+                Update::Apply {
+                    context: context.clone(),
+                    object: Box::new(object),
+                },
+                now,
+            )
+        };
+        let c = &store.clusters[i];
+        match rng.below(12) {
+            0 | 1 => {
+                // Flip the readiness of one endpoint.
+                if let Some((_, mut slice)) = pick(&c.endpoint_slices, rng) {
+                    if let Some(ep) = slice.endpoints.as_mut().and_then(|e| e.first_mut()) {
+                        let cond = ep.conditions.get_or_insert_with(Default::default);
+                        cond.ready = Some(!cond.ready.unwrap_or(true));
+                    }
+                    apply(store, KubeObject::EndpointSlice(slice));
+                }
+            }
+            2 => {
+                if let Some((key, _)) = pick(&c.endpoint_slices, rng) {
+                    store
+                        .cluster_mut(&context)
+                        .delete(ObjectKind::EndpointSlice, &key);
+                }
+            }
+            3 => {
+                if let Some((key, svc)) = pick(&c.services, rng) {
+                    if rng.chance(50) {
+                        store
+                            .cluster_mut(&context)
+                            .delete(ObjectKind::Service, &key);
+                    } else {
+                        let mut svc = svc;
+                        svc.metadata.name = Some(format!("{}-copy", key.1));
+                        apply(store, KubeObject::Service(svc));
+                    }
+                }
+            }
+            4 => {
+                // A node moves zone: localities change for every endpoint on it.
+                if let Some((_, mut node)) = pick(&c.nodes, rng) {
+                    let zone = format!("zone-{}", rng.below(3));
+                    node.metadata
+                        .labels
+                        .get_or_insert_with(Default::default)
+                        .insert("topology.kubernetes.io/zone".into(), zone);
+                    apply(store, KubeObject::Node(node));
+                }
+            }
+            5 => {
+                // A pod overrides (or stops overriding) its locality.
+                if let Some((_, mut pod)) = pick(&c.pods, rng) {
+                    let labels = pod.metadata.labels.get_or_insert_with(Default::default);
+                    if labels.remove("istio-locality").is_none() {
+                        labels.insert("istio-locality".into(), "r.z.s".into());
+                    }
+                    apply(store, KubeObject::Pod(pod));
+                }
+            }
+            6 => {
+                // A tenant changes its injection.
+                if let Some((_, mut ns)) = pick(&c.namespaces, rng) {
+                    let labels = ns.metadata.labels.get_or_insert_with(Default::default);
+                    if labels.remove("istio-injection").is_none() {
+                        labels.insert("istio-injection".into(), "enabled".into());
+                    }
+                    apply(store, KubeObject::Namespace(ns));
+                }
+            }
+            7 => {
+                let connection = match rng.below(4) {
+                    0 => Connection::Stale("timeout".into()),
+                    1 => Connection::Down("connection refused".into()),
+                    2 => Connection::Forbidden("403".into()),
+                    _ => Connection::Live,
+                };
+                store.apply(
+                    Update::Connection {
+                        context: context.clone(),
+                        connection,
+                    },
+                    now,
+                );
+            }
+            8 => {
+                // A relist that lost some slices.
+                let kept: Vec<KubeObject> = c
+                    .endpoint_slices
+                    .values()
+                    .filter(|_| rng.chance(80))
+                    .map(|s| KubeObject::EndpointSlice(s.clone()))
+                    .collect();
+                store.apply(
+                    Update::Replace {
+                        context: context.clone(),
+                        kind: ObjectKind::EndpointSlice,
+                        istio_kind: None,
+                        objects: kept,
+                    },
+                    now,
+                );
+            }
+            9 => {
+                // An istiod becomes unready or ready again.
+                if let Some((_, mut d)) = pick(&c.deployments, rng) {
+                    let status = d.status.get_or_insert_with(Default::default);
+                    status.ready_replicas = Some(if status.ready_replicas == Some(0) {
+                        1
+                    } else {
+                        0
+                    });
+                    apply(store, KubeObject::Deployment(d));
+                }
+            }
+            10 => {
+                let note = rng.chance(50).then(|| "403 forbidden".to_string());
+                store.apply(
+                    Update::Note {
+                        context: context.clone(),
+                        topic: "Secrets".into(),
+                        note,
+                    },
+                    now,
+                );
+            }
+            _ => {
+                // Services move between clusters' networks or change ports.
+                if let Some((key, _)) = pick(&c.config_maps, rng) {
+                    if rng.chance(20) {
+                        store
+                            .cluster_mut(&context)
+                            .delete(ObjectKind::ConfigMap, &key);
+                    }
+                }
+            }
+        }
+    }
+}
