@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
@@ -19,12 +19,7 @@ pub struct LogEntry {
     pub message: String,
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::topology::clock::unix_now;
 
 /// At most this many service lines per change, so a big rollout does not flood the log.
 const MAX_SERVICE_LINES: usize = 6;

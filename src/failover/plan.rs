@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::topology::derive::{ANNOTATION_CONTROL_PLANE_CLUSTERS, LABEL_INJECTION, LABEL_REV};
+use crate::topology::istio::{ANNOTATION_CONTROL_PLANE_CLUSTERS, LABEL_INJECTION, LABEL_REV};
 use crate::topology::model::{Cluster, ClusterRole, ControlPlane, Topology};
 
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";

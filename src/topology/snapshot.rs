@@ -381,7 +381,12 @@ impl ClusterSnapshot {
     /// Replaces every stored object of one kind (of one Istio kind, for `ObjectKind::Istio`) by
     /// `objects` at once, as after a relist: what the server no longer has is gone, nothing
     /// appears twice.
-    pub fn replace(&mut self, kind: ObjectKind, istio_kind: Option<&str>, objects: Vec<KubeObject>) {
+    pub fn replace(
+        &mut self,
+        kind: ObjectKind,
+        istio_kind: Option<&str>,
+        objects: Vec<KubeObject>,
+    ) {
         match kind {
             ObjectKind::Namespace => self.namespaces.clear(),
             ObjectKind::Node => {
