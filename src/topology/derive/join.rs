@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::cluster::ClusterFacts;
+use super::cluster::{ClusterFacts, ClusterService};
 use crate::topology::model::EndpointGroup;
 
 /// One member cluster of a mesh, as the service join sees it.
@@ -75,6 +75,50 @@ fn groups_for(ns: &str, name: &str, members: &[JoinMember]) -> Option<Vec<Endpoi
     found.then_some(groups)
 }
 
+/// Adds the services whose endpoints differ between two readings of one cluster (both sorted
+/// by namespace and name): only those need merging again.
+fn changed_services<'a>(
+    old: &'a Arc<Vec<ClusterService>>,
+    new: &'a Arc<Vec<ClusterService>>,
+    affected: &mut BTreeSet<(&'a str, &'a str)>,
+) {
+    if Arc::ptr_eq(old, new) {
+        return;
+    }
+    let key = |s: &'a ClusterService| (s.namespace.as_str(), s.name.as_str());
+    let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(x), None) => {
+                affected.insert(key(x));
+                a.next();
+            }
+            (None, Some(y)) => {
+                affected.insert(key(y));
+                b.next();
+            }
+            (Some(x), Some(y)) => match key(x).cmp(&key(y)) {
+                std::cmp::Ordering::Less => {
+                    affected.insert(key(x));
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    affected.insert(key(y));
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if x.localities != y.localities {
+                        affected.insert(key(x));
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
+    }
+}
+
 /// Services merged by namespace sameness. Reuses `previous` when the same clusters sit in the
 /// same networks: only services of clusters whose facts changed are merged again.
 pub(super) fn join_services(
@@ -97,9 +141,7 @@ pub(super) fn join_services(
                 if Arc::ptr_eq(&old.facts, &new.facts) {
                     continue;
                 }
-                for s in old.facts.services.iter().chain(new.facts.services.iter()) {
-                    affected.insert((s.namespace.as_str(), s.name.as_str()));
-                }
+                changed_services(&old.facts.services, &new.facts.services, &mut affected);
             }
             let changed: Vec<usize> = (0..members.len())
                 .filter(|&k| !Arc::ptr_eq(&join.members[k].facts, &members[k].facts))
@@ -159,7 +201,7 @@ pub(super) fn join_services(
         None => {
             let mut keys: BTreeSet<(&str, &str)> = BTreeSet::new();
             for m in &members {
-                for s in &m.facts.services {
+                for s in m.facts.services.iter() {
                     keys.insert((s.namespace.as_str(), s.name.as_str()));
                 }
             }
