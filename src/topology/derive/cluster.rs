@@ -99,6 +99,9 @@ impl<K: PartialEq, T> Memo<K, T> {
     }
 }
 
+/// Deployments, istiod probes, Secrets, ConfigMaps versions; cluster id; gateways generation.
+type ControlPlanesKey = (u64, u64, u64, u64, String, u64);
+
 /// Who a cluster is: its cluster id and network.
 struct Identity {
     cluster_id: String,
@@ -114,7 +117,7 @@ pub(super) struct ClusterReader {
     nodes: Memo<u64, NodeLocalities>,
     identity: Memo<(u64, u64, u64, u64, u64), Identity>,
     gateways: Memo<(u64, u64, u64, Option<String>), Vec<Gateway>>,
-    control_planes: Memo<(u64, u64, u64, u64, String, u64), Vec<ControlPlane>>,
+    control_planes: Memo<ControlPlanesKey, Vec<ControlPlane>>,
     wiring: Memo<(u64, u64, u64, u64), RemoteWiring>,
     namespaces: Memo<(u64, u64, u64), Vec<ClusterNamespace>>,
     with_health: Memo<(u64, Vec<Health>), Vec<ClusterNamespace>>,
