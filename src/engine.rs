@@ -42,15 +42,15 @@ pub fn diff(old: &Topology, new: &Topology, at: u64) -> Vec<LogEntry> {
             );
             continue;
         };
-        if o.status != c.status {
-            let severity = match c.status {
+        if o.health != c.health {
+            let severity = match c.health {
                 Health::Down => Severity::Error,
                 Health::Degraded => Severity::Warning,
                 _ => Severity::Info,
             };
             log(
                 severity,
-                format!("{}: {} → {}", c.name, o.status.label(), c.status.label()),
+                format!("{}: {} → {}", c.name, o.health.label(), c.health.label()),
             );
         }
         if o.served_by != c.served_by {

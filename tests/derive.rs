@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use meshtop::topology::derive::derive;
 use meshtop::topology::model::*;
-use meshtop::topology::snapshot::{KubeObject, Store, Update};
+use meshtop::topology::snapshot::{Connection, KubeObject, Store, Update};
 use serde::Deserialize;
 
 /// Loads `tests/fixtures/<scenario>/<context>.yaml` (multi-document) in the given order.
@@ -186,7 +186,11 @@ fn remote_clusters_come_from_secret_keys_without_their_values() {
     let cp = t.control_plane("primary/istio-system/istiod").unwrap();
     assert_eq!(cp.remote_clusters.len(), 1);
     assert_eq!(cp.remote_clusters[0].id, "cluster-b");
-    assert_eq!(cp.remote_clusters[0].status, "unknown", "no probe yet");
+    assert_eq!(
+        cp.remote_clusters[0].status,
+        SyncStatus::Unknown,
+        "no probe yet"
+    );
     assert!(cp.external_istiod);
     assert_eq!(cp.exposed_at.as_deref(), Some("ew.cluster-a.example"));
 }
@@ -195,10 +199,10 @@ fn remote_clusters_come_from_secret_keys_without_their_values() {
 fn injection_that_differs_between_clusters_is_a_tenant_finding() {
     let t = topology();
     let tenant = t.meshes[0].tenant("payments").unwrap();
-    let injections: Vec<&str> = tenant
+    let injections: Vec<String> = tenant
         .clusters
         .iter()
-        .map(|c| c.injection.as_str())
+        .map(|c| c.injection.to_string())
         .collect();
     assert_eq!(injections, vec!["enabled", "enabled", "rev:canary"]);
     assert!(t.meshes[0]
@@ -218,7 +222,7 @@ fn a_remote_whose_only_control_plane_is_unready_is_down() {
     primary.apply(KubeObject::Deployment(istiod));
     let t = derive(&store);
     let remote = t.cluster("remote").unwrap();
-    assert_eq!(remote.status, Health::Down);
+    assert_eq!(remote.health, Health::Down);
     assert!(t
         .findings_for(&NodeId::cluster("remote"))
         .any(|f| f.message.contains("only control plane")));
@@ -255,11 +259,11 @@ fn a_failed_connection_is_shown_per_cluster() {
     );
     let t = derive(&store);
     let west = t.cluster("west").unwrap();
-    assert_eq!(west.status, Health::Down);
-    assert_eq!(west.error.as_deref(), Some("403 Forbidden"));
+    assert_eq!(west.health, Health::Down);
+    assert_eq!(west.connection.reason(), Some("403 Forbidden"));
     assert_eq!(
-        t.cluster("primary").unwrap().error,
-        None,
+        t.cluster("primary").unwrap().connection,
+        Connection::Live,
         "others unaffected"
     );
 }
@@ -354,7 +358,6 @@ fn incremental_join_follows_services_that_appear_and_disappear() {
 fn incremental_derivation_equals_a_fresh_one_over_random_histories() {
     use meshtop::sources::demo::{DemoSim, Rng, Scale};
     use meshtop::topology::derive::Deriver;
-    use meshtop::topology::snapshot::Connection;
 
     let small = Scale {
         clusters: 6,
@@ -550,4 +553,56 @@ fn incremental_derivation_equals_a_fresh_one_over_random_histories() {
             }
         }
     }
+}
+
+#[test]
+fn connection_states_decide_cluster_health_and_notes_become_findings() {
+    let mut store = load("primary-remote", &["primary", "remote", "west"]);
+    let set = |store: &mut Store, context: &str, connection: Connection| {
+        store.apply(
+            Update::Connection {
+                context: context.into(),
+                connection,
+            },
+            SystemTime::UNIX_EPOCH,
+        )
+    };
+    set(&mut store, "west", Connection::Stale("timeout".into()));
+    set(
+        &mut store,
+        "remote",
+        Connection::AuthError("token expired".into()),
+    );
+    store.apply(
+        Update::Note {
+            context: "primary".into(),
+            topic: "Secrets".into(),
+            note: Some("403 forbidden".into()),
+        },
+        SystemTime::UNIX_EPOCH,
+    );
+    let t = derive(&store);
+    let west = t.cluster("west").unwrap();
+    assert_eq!(west.health, Health::Degraded);
+    assert!(t
+        .findings_for(&NodeId::cluster("west"))
+        .any(|f| f.severity == Severity::Warning
+            && f.message == "API server not answering: timeout, data may be old"));
+    assert_eq!(t.cluster("remote").unwrap().health, Health::Down);
+    assert!(t
+        .findings_for(&NodeId::cluster("remote"))
+        .any(|f| f.severity == Severity::Error && f.message.contains("token expired")));
+    let primary = t.cluster("primary").unwrap();
+    assert_eq!(
+        primary.notes.get("Secrets").map(String::as_str),
+        Some("403 forbidden")
+    );
+    assert!(t.findings_for(&NodeId::cluster("primary")).any(
+        |f| f.severity == Severity::Warning && f.message.contains("Secrets could not be read")
+    ));
+    set(&mut store, "primary", Connection::Connecting);
+    assert_eq!(
+        derive(&store).cluster("primary").unwrap().health,
+        Health::Unknown
+    );
 }

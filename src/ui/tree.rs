@@ -158,7 +158,7 @@ impl Builder<'_> {
                     c.endpoints_ready,
                     c.endpoints_total
                 );
-                b.line(c.status, &c.name, detail, b.findings(&id))
+                b.line(c.health, &c.name, detail, b.findings(&id))
             },
             |b, path| {
                 let mut groups = Vec::new();
@@ -260,7 +260,7 @@ impl Builder<'_> {
                             NodeRef::Served(cp.id.clone(), o.name.clone()),
                             &o.name,
                             false,
-                            |b| b.line(o.status, &o.name, format!("↳ {}", o.role.label()), 0),
+                            |b| b.line(o.health, &o.name, format!("↳ {}", o.role.label()), 0),
                             |_, _| Vec::new(),
                         )
                     })
@@ -352,7 +352,7 @@ impl Builder<'_> {
             !ns.services.is_empty(),
             |b| {
                 let findings = b.findings(&NodeId::tenant(&mesh.id, &ns.name));
-                b.line(ns.health, &ns.name, ns.injection.clone(), findings)
+                b.line(ns.health, &ns.name, ns.injection.to_string(), findings)
             },
             |b, path| {
                 ns.services

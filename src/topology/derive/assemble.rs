@@ -72,17 +72,15 @@ pub(super) fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) 
             })
         });
         let (endpoints_ready, endpoints_total) = (f.endpoints_ready, f.endpoints_total);
-        let connection = f.connection.label().to_string();
-        let error = f.connection.reason().map(str::to_string);
         let namespaces = f.namespaces.clone();
         let cluster = Cluster {
             name: f.context.clone(),
             cluster_id: f.cluster_id.clone(),
             role: f.role,
-            status: Health::Unknown,
+            health: Health::Unknown,
             served_by,
-            connection,
-            error,
+            connection: f.connection.clone(),
+            notes: f.notes.clone(),
             last_update: f.last_update,
             region: f.region.clone(),
             control_planes: f.control_planes.clone(),

@@ -23,6 +23,8 @@ pub use super::endpoints::{ClusterService, Localities};
 pub struct ClusterFacts {
     pub context: String,
     pub connection: Connection,
+    /// What could not be read, by topic.
+    pub notes: BTreeMap<String, String>,
     pub last_update: Option<u64>,
     pub cluster_id: String,
     pub network: Option<String>,
@@ -227,6 +229,7 @@ impl ClusterReader {
         ClusterFacts {
             context: s.context.clone(),
             connection: s.connection.clone(),
+            notes: s.notes.clone(),
             last_update: s.last_update.and_then(unix_secs),
             cluster_id: identity.cluster_id.clone(),
             network: identity.network.clone(),

@@ -9,7 +9,7 @@ use super::mesh_config::MeshSettings;
 use super::objects::{container_env, image_tag, label, name, namespace};
 use crate::topology::health;
 use crate::topology::istio::*;
-use crate::topology::model::{ControlPlane, Gateway, Health, RemoteClusterSync};
+use crate::topology::model::{ControlPlane, Gateway, Health, RemoteClusterSync, SyncStatus};
 use crate::topology::snapshot::{ClusterSnapshot, ProbeHistory};
 
 /// Every istiod Deployment of the cluster.
@@ -134,7 +134,7 @@ fn remote_clusters(
             .filter(|r| r.id != own_id)
             .map(|r| RemoteClusterSync {
                 id: r.id.clone(),
-                status: r.sync_status.clone(),
+                status: SyncStatus::from_clusterz(&r.sync_status),
                 secret: if r.secret_name.is_empty() {
                     from_secrets.get(&r.id).cloned().unwrap_or_default()
                 } else {
@@ -146,7 +146,7 @@ fn remote_clusters(
             .into_iter()
             .map(|(id, secret)| RemoteClusterSync {
                 id,
-                status: "unknown".into(),
+                status: SyncStatus::Unknown,
                 secret,
             })
             .collect(),

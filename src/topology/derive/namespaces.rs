@@ -5,7 +5,7 @@ use super::endpoints::ClusterService;
 use super::objects::{name, namespace};
 use crate::topology::health;
 use crate::topology::istio::*;
-use crate::topology::model::{ClusterNamespace, Health, NodeId};
+use crate::topology::model::{ClusterNamespace, Health, Injection, NodeId};
 use crate::topology::snapshot::ClusterSnapshot;
 
 /// The tenant namespaces, their health still unknown (see [`with_health`]).
@@ -23,10 +23,12 @@ pub(super) fn namespaces(s: &ClusterSnapshot) -> Vec<ClusterNamespace> {
             revision.as_deref(),
             labels.get(LABEL_DATAPLANE_MODE).map(String::as_str),
         ) {
-            (Some(v), _, _) => v.to_string(),
-            (None, Some(r), _) => format!("rev:{r}"),
-            (None, None, Some("ambient")) => "ambient".into(),
-            _ => "none".into(),
+            (Some("enabled"), _, _) => Injection::Enabled,
+            (Some("disabled"), _, _) => Injection::Disabled,
+            (Some(v), _, _) => Injection::Other(v.to_string()),
+            (None, Some(r), _) => Injection::Revision(r.to_string()),
+            (None, None, Some("ambient")) => Injection::Ambient,
+            _ => Injection::None,
         };
         let services: Vec<String> = s
             .services
@@ -100,7 +102,7 @@ pub(super) fn injected_workloads(
             let ns = d.metadata.namespace.as_deref().unwrap_or("");
             namespaces
                 .iter()
-                .any(|n| n.name == ns && n.injection != "none" && n.injection != "disabled")
+                .any(|n| n.name == ns && n.injection.injected())
         })
         .map(|d| format!("{}/{}", namespace(&d.metadata), name(&d.metadata)))
         .collect()
