@@ -11,5 +11,6 @@ pub mod failover;
 pub mod output;
 pub mod runtime;
 pub mod sources;
+pub mod theme;
 pub mod topology;
 pub mod ui;

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::app::state::{App, Command};
 use crate::engine::{self, unix_now};
-use crate::failover::apply::{self, Writer};
+use crate::failover::apply;
 use crate::failover::audit::AuditLog;
 use crate::sources::demo;
 use crate::topology::model::Topology;
@@ -37,7 +37,7 @@ pub async fn run_demo(mut app: App, options: DemoOptions) -> Result<()> {
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
     tokio::spawn(demo::run(options.seed, options.tick, updates_tx, writes_rx));
     tokio::spawn(engine::run(updates_rx, topology_tx, derived_tx));
-    let writer = Writer::Demo(writes_tx);
+    let writer = demo::DemoWriter::new(writes_tx);
 
     let mut terminal = ratatui::init();
     let _ = execute!(stdout(), EnableMouseCapture);

@@ -4,41 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::audit::AuditLog;
-use super::plan::{Change, Plan, PlanKind};
+use super::plan::{Plan, PlanKind};
+use super::writer::Writer;
 use crate::topology::model::Topology;
-
-/// A request to the simulated mesh to apply one change.
-pub struct DemoWrite {
-    pub change: Change,
-    pub reply: oneshot::Sender<Result<(), String>>,
-}
-
-/// Where changes go.
-#[derive(Clone)]
-pub enum Writer {
-    /// The built-in simulated mesh.
-    Demo(mpsc::UnboundedSender<DemoWrite>),
-}
-
-impl Writer {
-    pub async fn apply(&self, change: &Change) -> Result<(), String> {
-        match self {
-            Writer::Demo(tx) => {
-                let (reply, rx) = oneshot::channel();
-                tx.send(DemoWrite {
-                    change: change.clone(),
-                    reply,
-                })
-                .map_err(|_| "the simulated mesh has stopped".to_string())?;
-                rx.await
-                    .map_err(|_| "the simulated mesh dropped the request".to_string())?
-            }
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Progress {
@@ -58,9 +29,9 @@ pub enum Progress {
 }
 
 /// Applies `plan`, step by step, then waits (with a deadline) for the topology to show it.
-pub async fn execute(
+pub async fn execute<W: Writer>(
     plan: Plan,
-    writer: Writer,
+    writer: W,
     mut topology: watch::Receiver<Arc<Topology>>,
     audit: AuditLog,
     verify_within: Duration,

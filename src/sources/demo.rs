@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::failover::apply::DemoWrite;
 use crate::failover::plan::{Change, Op};
+use crate::failover::writer::Writer;
 use crate::topology::clock::rfc3339_now;
 use crate::topology::istio::*;
 use crate::topology::snapshot::{
@@ -1253,6 +1253,36 @@ impl DemoSim {
         self.emit(&change.cluster, object);
         self.probe_all();
         Ok(self.drain())
+    }
+}
+
+/// A request to the simulated mesh to apply one change.
+pub struct DemoWrite {
+    pub change: Change,
+    pub reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// Sends failover changes to the simulator task ([`run`]).
+#[derive(Clone)]
+pub struct DemoWriter(mpsc::UnboundedSender<DemoWrite>);
+
+impl DemoWriter {
+    pub fn new(writes: mpsc::UnboundedSender<DemoWrite>) -> DemoWriter {
+        DemoWriter(writes)
+    }
+}
+
+impl Writer for DemoWriter {
+    async fn apply(&self, change: &Change) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.0
+            .send(DemoWrite {
+                change: change.clone(),
+                reply,
+            })
+            .map_err(|_| "the simulated mesh has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the simulated mesh dropped the request".to_string())?
     }
 }
 

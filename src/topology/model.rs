@@ -498,6 +498,28 @@ impl NodeId {
     pub fn tenant(mesh: &str, namespace: &str) -> String {
         format!("tenant:{mesh}/{namespace}")
     }
+    /// The group node of a cluster's control planes (`cp`), gateways (`gw`) or namespaces (`ns`).
+    pub fn group(kind: &str, context: &str) -> String {
+        format!("grp:{kind}:{context}")
+    }
+    /// The context of a group node's id.
+    pub fn group_context(id: &str) -> Option<&str> {
+        id.strip_prefix("grp:")?.split_once(':').map(|(_, c)| c)
+    }
+    /// A cluster listed under the control plane that serves it.
+    pub fn served(control_plane: &str, context: &str) -> String {
+        format!("serves:{control_plane}:{context}")
+    }
+    /// The context of a served-cluster node's id.
+    pub fn served_context(id: &str) -> Option<&str> {
+        id.strip_prefix("serves:")?.rsplit_once(':').map(|(_, c)| c)
+    }
+    /// The context of a served-cluster node's id under one control plane.
+    pub fn served_by_context<'a>(id: &'a str, control_plane: &str) -> Option<&'a str> {
+        id.strip_prefix("serves:")?
+            .strip_prefix(control_plane)?
+            .strip_prefix(':')
+    }
 
     /// A node id for people: `service payments/api`, `cluster east-2`, ...
     pub fn describe(id: &str) -> String {

@@ -6,9 +6,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
-use super::theme::Theme;
-use super::tree::NodeRef;
 use crate::app::state::App;
+use crate::app::tree::NodeRef;
+use crate::theme::Theme;
 use crate::topology::model::*;
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
