@@ -8,10 +8,12 @@ use std::time::SystemTime;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use meshtop::app::state::App;
+use meshtop::app::tree;
 use meshtop::sources::demo::{DemoSim, Scale};
+use meshtop::theme;
 use meshtop::topology::derive::{derive, Deriver};
 use meshtop::topology::snapshot::{KubeObject, Store, Update};
-use meshtop::ui::{self, theme, tree};
+use meshtop::ui;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 

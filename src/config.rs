@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::cli::Cli;
 use crate::sources::kube::kubeconfig::UsageError;
-use crate::ui::theme::{self, Theme};
+use crate::theme::{self, Theme};
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
@@ -19,12 +19,7 @@ pub struct LogEntry {
     pub message: String,
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::topology::clock::unix_now;
 
 /// At most this many service lines per change, so a big rollout does not flood the log.
 const MAX_SERVICE_LINES: usize = 6;
@@ -47,15 +42,15 @@ pub fn diff(old: &Topology, new: &Topology, at: u64) -> Vec<LogEntry> {
             );
             continue;
         };
-        if o.status != c.status {
-            let severity = match c.status {
+        if o.health != c.health {
+            let severity = match c.health {
                 Health::Down => Severity::Error,
                 Health::Degraded => Severity::Warning,
                 _ => Severity::Info,
             };
             log(
                 severity,
-                format!("{}: {} → {}", c.name, o.status.label(), c.status.label()),
+                format!("{}: {} → {}", c.name, o.health.label(), c.health.label()),
             );
         }
         if o.served_by != c.served_by {

@@ -12,5 +12,6 @@ pub mod logging;
 pub mod output;
 pub mod runtime;
 pub mod sources;
+pub mod theme;
 pub mod topology;
 pub mod ui;

@@ -11,8 +11,8 @@ use tracing::level_filters::LevelFilter;
 
 use meshtop::app::state::App;
 use meshtop::cli::{Cli, Output};
-use meshtop::failover::apply::Writer;
 use meshtop::failover::audit::AuditLog;
+use meshtop::failover::writer::{Refuse, Writer};
 use meshtop::runtime::{self, Sources};
 use meshtop::sources::demo;
 use meshtop::sources::kube::kubeconfig::UsageError;
@@ -77,8 +77,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Every cluster synced and every control plane probed once: what --once waits for.
 fn settled(t: &Topology) -> bool {
-    t.clusters()
-        .all(|c| c.connection == Connection::Live.label())
+    t.clusters().all(|c| c.connection == Connection::Live)
         && t.clusters()
             .flat_map(|c| c.control_planes.iter())
             .all(|cp| cp.version.is_some() || cp.probe_error.is_some())
@@ -86,47 +85,55 @@ fn settled(t: &Topology) -> bool {
 
 async fn async_main(cli: Cli, settings: config::Settings) -> Result<ExitCode> {
     let (updates_tx, updates_rx) = mpsc::unbounded_channel();
-    let (sources, label, mode) = if cli.demo {
+    if cli.demo {
         let (writes_tx, writes_rx) = mpsc::unbounded_channel();
         let tick = Duration::from_millis(cli.tick_ms.max(10));
-        let task = demo::run(cli.seed, tick, updates_tx, writes_rx).boxed();
         let sources = Sources {
             updates: updates_rx,
-            tasks: vec![task],
-            writer: Some(Writer::Demo(writes_tx)),
+            tasks: vec![demo::run(cli.seed, tick, updates_tx, writes_rx).boxed()],
+            writer: demo::DemoWriter::new(writes_tx),
         };
-        (sources, format!("demo · seed {}", cli.seed), "demo")
+        let label = format!("demo · seed {}", cli.seed);
+        let read_only = settings.read_only;
+        return serve(cli, settings, sources, label, "demo", read_only).await;
+    }
+    let wanted = if cli.contexts.is_empty() {
+        settings.file.contexts.clone()
     } else {
-        let wanted = if cli.contexts.is_empty() {
-            settings.file.contexts.clone()
-        } else {
-            cli.contexts.clone()
-        };
-        let (targets, problems) =
-            sources::kube::resolve(cli.kubeconfig.as_deref(), &wanted, &settings.file.clusters)
-                .await?;
-        for p in &problems {
-            tracing::warn!("{p}");
-            if cli.once {
-                eprintln!("meshtop: {p}");
-            }
-        }
-        let label = format!("live · {} clusters", targets.len());
-        let task = async move {
-            let mut set = sources::kube::start(targets, updates_tx);
-            while set.join_next().await.is_some() {}
-        }
-        .boxed();
-        let sources = Sources {
-            updates: updates_rx,
-            tasks: vec![task],
-            // Applying a failover to real clusters is not built yet: live mode shows plans
-            // and pre-flight checks only.
-            writer: None,
-        };
-        (sources, label, "live")
+        cli.contexts.clone()
     };
+    let (targets, problems) =
+        sources::kube::resolve(cli.kubeconfig.as_deref(), &wanted, &settings.file.clusters).await?;
+    for p in &problems {
+        tracing::warn!("{p}");
+        if cli.once {
+            eprintln!("meshtop: {p}");
+        }
+    }
+    let label = format!("live · {} clusters", targets.len());
+    let task = async move {
+        let mut set = sources::kube::start(targets, updates_tx);
+        while set.join_next().await.is_some() {}
+    };
+    let sources = Sources {
+        updates: updates_rx,
+        tasks: vec![task.boxed()],
+        // Applying a failover to real clusters is not built yet: live mode shows plans and
+        // pre-flight checks only.
+        writer: Refuse,
+    };
+    serve(cli, settings, sources, label, "live", true).await
+}
 
+/// Runs the dashboard (or `--once`) on the given sources.
+async fn serve<W: Writer>(
+    cli: Cli,
+    settings: config::Settings,
+    sources: Sources<W>,
+    label: String,
+    mode: &'static str,
+    read_only: bool,
+) -> Result<ExitCode> {
     if cli.once {
         let deadline = Duration::from_secs_f64(cli.timeout.max(0.1));
         let (topology, ok) = runtime::once(sources, deadline, settled).await;
@@ -134,19 +141,18 @@ async fn async_main(cli: Cli, settings: config::Settings) -> Result<ExitCode> {
             Output::Json => println!("{}", output::json(&topology)),
             Output::Table => print!("{}", output::table(&topology)),
         }
-        let all_live = topology
-            .clusters()
-            .all(|c| c.connection == Connection::Live.label());
         if !ok {
             tracing::info!("--once: not every cluster settled within {deadline:?}");
         }
+        let all_live = topology
+            .clusters()
+            .all(|c| c.connection == Connection::Live);
         return Ok(if all_live {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         });
     }
-    let read_only = settings.read_only || sources.writer.is_none();
     let app = App::new(settings.themes, settings.theme_index, label, read_only);
     let audit = AuditLog {
         path: settings.audit_log,

@@ -32,7 +32,7 @@ pub fn table(topology: &Topology) -> String {
                 let _ = writeln!(
                     out,
                     "    CLUSTER {} {:<10} {:<22} served by {:<40} endpoints {}/{}",
-                    c.status.glyph(),
+                    c.health.glyph(),
                     c.name,
                     c.role.label(),
                     c.served_by.join(","),

@@ -17,8 +17,9 @@ use futures::future::BoxFuture;
 
 use crate::app::state::{App, Command};
 use crate::engine::{self, unix_now};
-use crate::failover::apply::{self, Writer};
+use crate::failover::apply;
 use crate::failover::audit::AuditLog;
+use crate::failover::writer::Writer;
 use crate::topology::model::Topology;
 use crate::topology::snapshot::Update;
 
@@ -26,11 +27,11 @@ use crate::topology::snapshot::Update;
 const FRAME: Duration = Duration::from_millis(33);
 
 /// What feeds the dashboard: the source tasks (each sends on the channel whose receiver is
-/// `updates`), and the writer failovers go through, if any.
-pub struct Sources {
+/// `updates`), and the writer failovers go through.
+pub struct Sources<W: Writer> {
     pub updates: mpsc::UnboundedReceiver<Vec<Update>>,
     pub tasks: Vec<BoxFuture<'static, ()>>,
-    pub writer: Option<Writer>,
+    pub writer: W,
 }
 
 /// Spawns the sources and the engine; returns the latest topology and the UI's event stream.
@@ -52,8 +53,8 @@ fn start(
 
 /// Headless: runs the same sources and engine until `done` holds for the derived topology or
 /// the deadline passes; returns the last topology and whether `done` held.
-pub async fn once(
-    sources: Sources,
+pub async fn once<W: Writer>(
+    sources: Sources<W>,
     deadline: Duration,
     done: impl Fn(&Topology) -> bool,
 ) -> (Arc<Topology>, bool) {
@@ -75,7 +76,7 @@ pub async fn once(
     (t, ok)
 }
 
-pub async fn run(mut app: App, sources: Sources, audit: AuditLog) -> Result<()> {
+pub async fn run<W: Writer>(mut app: App, sources: Sources<W>, audit: AuditLog) -> Result<()> {
     let (topology_rx, mut derived_rx) = start(sources.tasks, sources.updates);
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
     let writer = sources.writer;
@@ -115,7 +116,7 @@ pub async fn run(mut app: App, sources: Sources, audit: AuditLog) -> Result<()> 
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
-                    if let (Some(Command::Execute(plan)), Some(writer)) = (app.on_key(key), &writer) {
+                    if let Some(Command::Execute(plan)) = app.on_key(key) {
                         tokio::spawn(apply::execute(
                             plan,
                             writer.clone(),

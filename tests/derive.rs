@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use meshtop::topology::derive::derive;
 use meshtop::topology::model::*;
-use meshtop::topology::snapshot::{KubeObject, Store, Update};
+use meshtop::topology::snapshot::{Connection, KubeObject, Store, Update};
 use serde::Deserialize;
 
 /// Loads `tests/fixtures/<scenario>/<context>.yaml` (multi-document) in the given order.
@@ -186,7 +186,11 @@ fn remote_clusters_come_from_secret_keys_without_their_values() {
     let cp = t.control_plane("primary/istio-system/istiod").unwrap();
     assert_eq!(cp.remote_clusters.len(), 1);
     assert_eq!(cp.remote_clusters[0].id, "cluster-b");
-    assert_eq!(cp.remote_clusters[0].status, "unknown", "no probe yet");
+    assert_eq!(
+        cp.remote_clusters[0].status,
+        SyncStatus::Unknown,
+        "no probe yet"
+    );
     assert!(cp.external_istiod);
     assert_eq!(cp.exposed_at.as_deref(), Some("ew.cluster-a.example"));
 }
@@ -195,10 +199,10 @@ fn remote_clusters_come_from_secret_keys_without_their_values() {
 fn injection_that_differs_between_clusters_is_a_tenant_finding() {
     let t = topology();
     let tenant = t.meshes[0].tenant("payments").unwrap();
-    let injections: Vec<&str> = tenant
+    let injections: Vec<String> = tenant
         .clusters
         .iter()
-        .map(|c| c.injection.as_str())
+        .map(|c| c.injection.to_string())
         .collect();
     assert_eq!(injections, vec!["enabled", "enabled", "rev:canary"]);
     assert!(t.meshes[0]
@@ -218,7 +222,7 @@ fn a_remote_whose_only_control_plane_is_unready_is_down() {
     primary.apply(KubeObject::Deployment(istiod));
     let t = derive(&store);
     let remote = t.cluster("remote").unwrap();
-    assert_eq!(remote.status, Health::Down);
+    assert_eq!(remote.health, Health::Down);
     assert!(t
         .findings_for(&NodeId::cluster("remote"))
         .any(|f| f.message.contains("only control plane")));
@@ -255,11 +259,11 @@ fn a_failed_connection_is_shown_per_cluster() {
     );
     let t = derive(&store);
     let west = t.cluster("west").unwrap();
-    assert_eq!(west.status, Health::Down);
-    assert_eq!(west.error.as_deref(), Some("403 Forbidden"));
+    assert_eq!(west.health, Health::Down);
+    assert_eq!(west.connection.reason(), Some("403 Forbidden"));
     assert_eq!(
-        t.cluster("primary").unwrap().error,
-        None,
+        t.cluster("primary").unwrap().connection,
+        Connection::Live,
         "others unaffected"
     );
 }
@@ -345,4 +349,260 @@ fn incremental_join_follows_services_that_appear_and_disappear() {
     let without = deriver.derive(&store);
     assert_eq!(without, derive(&store));
     assert!(without.meshes[0].service("payments", "only-west").is_none());
+}
+
+/// The guard of every cache in `Deriver`: the simulator's own life plus random changes, several
+/// clusters at once, over many seeds; the incremental result must equal a fresh derivation at
+/// every step.
+#[test]
+fn incremental_derivation_equals_a_fresh_one_over_random_histories() {
+    use meshtop::sources::demo::{DemoSim, Rng, Scale};
+    use meshtop::topology::derive::Deriver;
+
+    let small = Scale {
+        clusters: 6,
+        services: 30,
+        endpoints_per_service_cluster: 3,
+        clusters_per_service: 2,
+    };
+    for seed in 0..16u64 {
+        let mut sim = if seed % 4 == 3 {
+            DemoSim::scaled(seed, small)
+        } else {
+            DemoSim::new(seed)
+        };
+        let mut store = Store::default();
+        for update in sim.drain() {
+            store.apply(update, SystemTime::UNIX_EPOCH);
+        }
+        let mut rng = Rng::new(seed * 7919 + 1);
+        let mut deriver = Deriver::default();
+        assert_eq!(deriver.derive(&store), derive(&store), "seed {seed}, start");
+        for step in 0..40 {
+            for update in sim.step() {
+                store.apply(update, SystemTime::UNIX_EPOCH);
+            }
+            let changing = 1 + rng.below(3) as usize;
+            for _ in 0..changing {
+                let i = rng.below(store.clusters.len() as u64) as usize;
+                random_change(&mut store, i, &mut rng);
+            }
+            // Sometimes derive only every other step, so changes pile up between derivations.
+            if rng.chance(80) {
+                assert_eq!(
+                    deriver.derive(&store),
+                    derive(&store),
+                    "seed {seed}, step {step}"
+                );
+            }
+        }
+    }
+
+    fn pick<K: Clone, V: Clone>(
+        map: &std::collections::BTreeMap<K, V>,
+        rng: &mut Rng,
+    ) -> Option<(K, V)> {
+        if map.is_empty() {
+            return None;
+        }
+        let n = rng.below(map.len() as u64) as usize;
+        map.iter().nth(n).map(|(k, v)| (k.clone(), v.clone()))
+    }
+
+    fn random_change(store: &mut Store, i: usize, rng: &mut Rng) {
+        use meshtop::topology::snapshot::ObjectKind;
+        let context = store.clusters[i].context.clone();
+        let now = SystemTime::UNIX_EPOCH;
+        let apply = |store: &mut Store, object: KubeObject| {
+            store.apply(
+                Update::Apply {
+                    context: context.clone(),
+                    object: Box::new(object),
+                },
+                now,
+            )
+        };
+        let c = &store.clusters[i];
+        match rng.below(12) {
+            0 | 1 => {
+                // Flip the readiness of one endpoint.
+                if let Some((_, mut slice)) = pick(&c.endpoint_slices, rng) {
+                    if let Some(ep) = slice.endpoints.as_mut().and_then(|e| e.first_mut()) {
+                        let cond = ep.conditions.get_or_insert_with(Default::default);
+                        cond.ready = Some(!cond.ready.unwrap_or(true));
+                    }
+                    apply(store, KubeObject::EndpointSlice(slice));
+                }
+            }
+            2 => {
+                if let Some((key, _)) = pick(&c.endpoint_slices, rng) {
+                    store
+                        .cluster_mut(&context)
+                        .delete(ObjectKind::EndpointSlice, &key);
+                }
+            }
+            3 => {
+                if let Some((key, svc)) = pick(&c.services, rng) {
+                    if rng.chance(50) {
+                        store
+                            .cluster_mut(&context)
+                            .delete(ObjectKind::Service, &key);
+                    } else {
+                        let mut svc = svc;
+                        svc.metadata.name = Some(format!("{}-copy", key.1));
+                        apply(store, KubeObject::Service(svc));
+                    }
+                }
+            }
+            4 => {
+                // A node moves zone: localities change for every endpoint on it.
+                if let Some((_, mut node)) = pick(&c.nodes, rng) {
+                    let zone = format!("zone-{}", rng.below(3));
+                    node.metadata
+                        .labels
+                        .get_or_insert_with(Default::default)
+                        .insert("topology.kubernetes.io/zone".into(), zone);
+                    apply(store, KubeObject::Node(node));
+                }
+            }
+            5 => {
+                // A pod overrides (or stops overriding) its locality.
+                if let Some((_, mut pod)) = pick(&c.pods, rng) {
+                    let labels = pod.metadata.labels.get_or_insert_with(Default::default);
+                    if labels.remove("istio-locality").is_none() {
+                        labels.insert("istio-locality".into(), "r.z.s".into());
+                    }
+                    apply(store, KubeObject::Pod(pod));
+                }
+            }
+            6 => {
+                // A tenant changes its injection.
+                if let Some((_, mut ns)) = pick(&c.namespaces, rng) {
+                    let labels = ns.metadata.labels.get_or_insert_with(Default::default);
+                    if labels.remove("istio-injection").is_none() {
+                        labels.insert("istio-injection".into(), "enabled".into());
+                    }
+                    apply(store, KubeObject::Namespace(ns));
+                }
+            }
+            7 => {
+                let connection = match rng.below(4) {
+                    0 => Connection::Stale("timeout".into()),
+                    1 => Connection::Down("connection refused".into()),
+                    2 => Connection::Forbidden("403".into()),
+                    _ => Connection::Live,
+                };
+                store.apply(
+                    Update::Connection {
+                        context: context.clone(),
+                        connection,
+                    },
+                    now,
+                );
+            }
+            8 => {
+                // A relist that lost some slices.
+                let kept: Vec<KubeObject> = c
+                    .endpoint_slices
+                    .values()
+                    .filter(|_| rng.chance(80))
+                    .map(|s| KubeObject::EndpointSlice(s.clone()))
+                    .collect();
+                store.apply(
+                    Update::Replace {
+                        context: context.clone(),
+                        kind: ObjectKind::EndpointSlice,
+                        istio_kind: None,
+                        objects: kept,
+                    },
+                    now,
+                );
+            }
+            9 => {
+                // An istiod becomes unready or ready again.
+                if let Some((_, mut d)) = pick(&c.deployments, rng) {
+                    let status = d.status.get_or_insert_with(Default::default);
+                    status.ready_replicas = Some(if status.ready_replicas == Some(0) {
+                        1
+                    } else {
+                        0
+                    });
+                    apply(store, KubeObject::Deployment(d));
+                }
+            }
+            10 => {
+                let note = rng.chance(50).then(|| "403 forbidden".to_string());
+                store.apply(
+                    Update::Note {
+                        context: context.clone(),
+                        topic: "Secrets".into(),
+                        note,
+                    },
+                    now,
+                );
+            }
+            _ => {
+                // Services move between clusters' networks or change ports.
+                if let Some((key, _)) = pick(&c.config_maps, rng) {
+                    if rng.chance(20) {
+                        store
+                            .cluster_mut(&context)
+                            .delete(ObjectKind::ConfigMap, &key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn connection_states_decide_cluster_health_and_notes_become_findings() {
+    let mut store = load("primary-remote", &["primary", "remote", "west"]);
+    let set = |store: &mut Store, context: &str, connection: Connection| {
+        store.apply(
+            Update::Connection {
+                context: context.into(),
+                connection,
+            },
+            SystemTime::UNIX_EPOCH,
+        )
+    };
+    set(&mut store, "west", Connection::Stale("timeout".into()));
+    set(
+        &mut store,
+        "remote",
+        Connection::AuthError("token expired".into()),
+    );
+    store.apply(
+        Update::Note {
+            context: "primary".into(),
+            topic: "Secrets".into(),
+            note: Some("403 forbidden".into()),
+        },
+        SystemTime::UNIX_EPOCH,
+    );
+    let t = derive(&store);
+    let west = t.cluster("west").unwrap();
+    assert_eq!(west.health, Health::Degraded);
+    assert!(t
+        .findings_for(&NodeId::cluster("west"))
+        .any(|f| f.severity == Severity::Warning
+            && f.message == "API server not answering: timeout, data may be old"));
+    assert_eq!(t.cluster("remote").unwrap().health, Health::Down);
+    assert!(t
+        .findings_for(&NodeId::cluster("remote"))
+        .any(|f| f.severity == Severity::Error && f.message.contains("token expired")));
+    let primary = t.cluster("primary").unwrap();
+    assert_eq!(
+        primary.notes.get("Secrets").map(String::as_str),
+        Some("403 forbidden")
+    );
+    assert!(t.findings_for(&NodeId::cluster("primary")).any(
+        |f| f.severity == Severity::Warning && f.message.contains("Secrets could not be read")
+    ));
+    set(&mut store, "primary", Connection::Connecting);
+    assert_eq!(
+        derive(&store).cluster("primary").unwrap().health,
+        Health::Unknown
+    );
 }

@@ -170,7 +170,7 @@ fn the_demo_story_loses_east_1s_istiod_and_its_remote_goes_down() {
     }
     let t = derive(sim.world());
     let east2 = t.cluster("east-2").unwrap();
-    assert_eq!(east2.status, meshtop::topology::model::Health::Down);
+    assert_eq!(east2.health, meshtop::topology::model::Health::Down);
     assert!(t
         .findings_for(&meshtop::topology::model::NodeId::cluster("east-2"))
         .any(|f| f.message.contains("only control plane")));

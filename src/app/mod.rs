@@ -2,4 +2,5 @@
 
 pub mod action;
 pub mod state;
+pub mod tree;
 pub mod update;

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use tui_tree_widget::{TreeItem, TreeState};
 
+use super::tree::NodeRef;
 use crate::engine::LogEntry;
 use crate::failover::plan::{Plan, Subject};
 use crate::failover::preflight::Check;
+use crate::theme::Theme;
 use crate::topology::model::Topology;
-use crate::ui::theme::Theme;
-use crate::ui::tree::NodeRef;
 
 pub const LOG_CAPACITY: usize = 500;
 

@@ -7,12 +7,12 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKi
 
 use super::action::{action_for, Action, Scope};
 use super::state::*;
+use super::tree::{self, NodeRef};
 use crate::engine::LogEntry;
 use crate::failover::apply::Progress;
 use crate::failover::plan::{self, Subject};
 use crate::failover::preflight::{self, Verdict};
-use crate::topology::model::{Severity, Topology};
-use crate::ui::tree::{self, NodeRef};
+use crate::topology::model::{NodeId, Severity, Topology};
 
 impl App {
     /// Rebuilds the tree items when the topology, filter, theme or open nodes changed.
@@ -88,16 +88,11 @@ impl App {
     /// plane, else the nearest ancestor left, else the top.
     fn relocate(&self, old: &[String]) -> Vec<String> {
         let t = &self.topology;
-        if let Some(context) = old
-            .last()
-            .and_then(|id| id.strip_prefix("serves:"))
-            .and_then(|r| r.rsplit_once(':'))
-            .map(|(_, c)| c)
-        {
+        if let Some(context) = old.last().and_then(|id| NodeId::served_context(id)) {
             let moved = t
                 .cluster(context)
                 .and_then(|c| c.served_by.first())
-                .and_then(|cp| tree::path_of(t, &format!("serves:{cp}:{context}")));
+                .and_then(|cp| tree::path_of(t, &NodeId::served(cp, context)));
             if let Some(path) = moved {
                 return path;
             }
@@ -109,7 +104,7 @@ impl App {
         }
         t.meshes
             .first()
-            .map(|m| vec![crate::topology::model::NodeId::mesh(&m.id)])
+            .map(|m| vec![NodeId::mesh(&m.id)])
             .unwrap_or_default()
     }
 
@@ -123,10 +118,10 @@ impl App {
             self.received_first = true;
             // Start with meshes, networks and clusters open.
             for mesh in &self.topology.meshes {
-                let mesh_id = crate::topology::model::NodeId::mesh(&mesh.id);
+                let mesh_id = NodeId::mesh(&mesh.id);
                 self.tree_state.open(vec![mesh_id.clone()]);
                 for net in &mesh.networks {
-                    let net_id = crate::topology::model::NodeId::network(&mesh.id, &net.name);
+                    let net_id = NodeId::network(&mesh.id, &net.name);
                     self.tree_state.open(vec![mesh_id.clone(), net_id]);
                 }
             }

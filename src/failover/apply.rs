@@ -4,41 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::audit::AuditLog;
-use super::plan::{Change, Plan, PlanKind};
+use super::plan::{Plan, PlanKind};
+use super::writer::Writer;
 use crate::topology::model::Topology;
-
-/// A request to the simulated mesh to apply one change.
-pub struct DemoWrite {
-    pub change: Change,
-    pub reply: oneshot::Sender<Result<(), String>>,
-}
-
-/// Where changes go.
-#[derive(Clone)]
-pub enum Writer {
-    /// The built-in simulated mesh.
-    Demo(mpsc::UnboundedSender<DemoWrite>),
-}
-
-impl Writer {
-    pub async fn apply(&self, change: &Change) -> Result<(), String> {
-        match self {
-            Writer::Demo(tx) => {
-                let (reply, rx) = oneshot::channel();
-                tx.send(DemoWrite {
-                    change: change.clone(),
-                    reply,
-                })
-                .map_err(|_| "the simulated mesh has stopped".to_string())?;
-                rx.await
-                    .map_err(|_| "the simulated mesh dropped the request".to_string())?
-            }
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Progress {
@@ -58,9 +29,9 @@ pub enum Progress {
 }
 
 /// Applies `plan`, step by step, then waits (with a deadline) for the topology to show it.
-pub async fn execute(
+pub async fn execute<W: Writer>(
     plan: Plan,
-    writer: Writer,
+    writer: W,
     mut topology: watch::Receiver<Arc<Topology>>,
     audit: AuditLog,
     verify_within: Duration,
@@ -169,43 +140,4 @@ pub fn verify(topology: &Topology, plan: &Plan) -> Result<String, String> {
         ));
     }
     Ok(format!("{} now serves {}", plan.to, plan.cluster))
-}
-
-/// RFC 3339 UTC timestamp for `restartedAt`.
-pub fn humantime_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    rfc3339(secs)
-}
-
-pub fn rfc3339(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
-    }
 }

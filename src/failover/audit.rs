@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -39,10 +38,7 @@ impl AuditLog {
             return Ok(());
         };
         let entry = Entry {
-            time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            time: crate::topology::clock::unix_now(),
             user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
             mode: self.mode,
             event,

@@ -4,3 +4,4 @@ pub mod apply;
 pub mod audit;
 pub mod plan;
 pub mod preflight;
+pub mod writer;

@@ -3,8 +3,10 @@
 
 use serde::Serialize;
 
-use crate::topology::derive::{ANNOTATION_CONTROL_PLANE_CLUSTERS, LABEL_INJECTION, LABEL_REV};
-use crate::topology::model::{Cluster, ClusterRole, ControlPlane, Topology};
+use crate::topology::istio::{
+    ANNOTATION_CONTROL_PLANE_CLUSTERS, DEFAULT_REVISION, LABEL_INJECTION, LABEL_REV,
+};
+use crate::topology::model::{Cluster, ClusterRole, ControlPlane, Injection, SyncStatus, Topology};
 
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
@@ -199,7 +201,7 @@ pub fn targets(topology: &Topology, subject: &Subject) -> Vec<String> {
                 let synced = cp
                     .remote_clusters
                     .iter()
-                    .any(|r| r.id == cluster.cluster_id && r.status == "synced");
+                    .any(|r| r.id == cluster.cluster_id && r.status == SyncStatus::Synced);
                 (!cp.ready, !cp.external_istiod, !synced, cp.id.clone())
             });
             candidates.into_iter().map(|cp| cp.id.clone()).collect()
@@ -384,8 +386,8 @@ fn switch_revision(cluster: &Cluster, current: &ControlPlane, target: &ControlPl
     let mut changes = Vec::new();
     let mut moved = Vec::new();
     for ns in cluster.namespaces.iter() {
-        let effective = match (ns.injection.as_str(), &ns.revision) {
-            ("enabled", _) => "default".to_string(),
+        let effective = match (&ns.injection, &ns.revision) {
+            (Injection::Enabled, _) => DEFAULT_REVISION.to_string(),
             (_, Some(r)) => r.clone(),
             _ => continue,
         };
@@ -394,7 +396,7 @@ fn switch_revision(cluster: &Cluster, current: &ControlPlane, target: &ControlPl
         }
         moved.push(ns.name.clone());
         let label_path = |key: &str| format!("/metadata/labels/{}", pointer_escape(key));
-        if ns.injection == "enabled" {
+        if ns.injection == Injection::Enabled {
             changes.push(Change {
                 cluster: cluster.name.clone(),
                 kind: "Namespace".into(),

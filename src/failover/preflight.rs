@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::plan::{Plan, PlanKind};
-use crate::topology::model::{GatewayKind, Topology};
+use crate::topology::model::{GatewayKind, SyncStatus, Topology};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -100,7 +100,7 @@ pub fn preflight(topology: &Topology, plan: &Plan, read_only: bool) -> Vec<Check
             .iter()
             .find(|r| r.id == plan.cluster_id);
         checks.push(match sync {
-            Some(r) if r.status == "synced" => check(
+            Some(r) if r.status == SyncStatus::Synced => check(
                 "target synced with cluster",
                 Verdict::Pass,
                 format!("/debug/clusterz lists {} as synced", plan.cluster_id),

@@ -8,10 +8,12 @@ use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::failover::apply::{humantime_now, DemoWrite};
 use crate::failover::plan::{Change, Op};
+use crate::failover::writer::Writer;
+use crate::topology::clock::rfc3339_now;
+use crate::topology::istio::*;
 use crate::topology::snapshot::{
     ClusterzEntry, GatewayProbe, IstiodMetrics, IstiodProbe, KubeObject, ObjectKind, Store,
     SynczEntry, Update,
@@ -127,11 +129,11 @@ struct TenantSpec {
     services: &'static [&'static str],
 }
 
-const ENABLED: &[(&str, &str)] = &[("istio-injection", "enabled")];
-const CANARY: &[(&str, &str)] = &[("istio.io/rev", "canary")];
-const REV_DEFAULT: &[(&str, &str)] = &[("istio.io/rev", "default")];
+const ENABLED: &[(&str, &str)] = &[(LABEL_INJECTION, "enabled")];
+const CANARY: &[(&str, &str)] = &[(LABEL_REV, "canary")];
+const REV_DEFAULT: &[(&str, &str)] = &[(LABEL_REV, "default")];
 const NO_LABEL: &[(&str, &str)] = &[];
-const DISABLED: &[(&str, &str)] = &[("istio-injection", "disabled")];
+const DISABLED: &[(&str, &str)] = &[(LABEL_INJECTION, "disabled")];
 
 const TENANTS: &[TenantSpec] = &[
     TenantSpec {
@@ -267,7 +269,7 @@ impl DemoSim {
         sim.primary("east-1", &["east-2", "west-1"], ROOT_ALPHA);
         sim.control_plane(
             "east-1",
-            "istio-system",
+            SYSTEM_NAMESPACE,
             "istiod",
             "default",
             "east-1",
@@ -277,7 +279,7 @@ impl DemoSim {
         );
         sim.control_plane(
             "east-1",
-            "istio-system",
+            SYSTEM_NAMESPACE,
             "istiod-canary",
             "canary",
             "east-1",
@@ -293,7 +295,7 @@ impl DemoSim {
         sim.primary("west-1", &["east-1", "east-2"], ROOT_ALPHA);
         sim.control_plane(
             "west-1",
-            "istio-system",
+            SYSTEM_NAMESPACE,
             "istiod",
             "default",
             "west-1",
@@ -310,7 +312,7 @@ impl DemoSim {
         sim.primary("beta-1", &[], ROOT_BETA);
         sim.control_plane(
             "beta-1",
-            "istio-system",
+            SYSTEM_NAMESPACE,
             "istiod",
             "default",
             "beta-1",
@@ -359,7 +361,7 @@ impl DemoSim {
             sim.primary(&c.context, &[], ROOT_ALPHA);
             sim.control_plane(
                 &c.context,
-                "istio-system",
+                SYSTEM_NAMESPACE,
                 "istiod",
                 "default",
                 &c.context,
@@ -466,8 +468,8 @@ impl DemoSim {
                 "metadata": {
                     "name": format!("{}-node-{z}", c.context),
                     "labels": {
-                        "topology.kubernetes.io/region": c.region,
-                        "topology.kubernetes.io/zone": zone,
+                        LABEL_REGION: c.region,
+                        LABEL_ZONE: zone,
                         "type": "kwok",
                     }
                 },
@@ -481,8 +483,8 @@ impl DemoSim {
         let c = self.cluster(context);
         let ns = obj(json!({
             "metadata": {
-                "name": "istio-system",
-                "labels": {"topology.istio.io/network": c.network},
+                "name": SYSTEM_NAMESPACE,
+                "labels": {LABEL_NETWORK: c.network},
                 "annotations": annotations,
             }
         }));
@@ -506,30 +508,30 @@ impl DemoSim {
         );
         self.config_map(
             context,
-            "istio-system",
-            "istio",
-            json!({"mesh": mesh, "meshNetworks": "networks: {}"}),
+            SYSTEM_NAMESPACE,
+            CONFIGMAP_MESH,
+            json!({KEY_MESH: mesh, KEY_MESH_NETWORKS: "networks: {}"}),
         );
         let values = json!({"global": {"meshID": c.mesh, "network": c.network, "multiCluster": {"clusterName": c.cluster_id}}});
         self.config_map(
             context,
-            "istio-system",
-            "istio-sidecar-injector",
+            SYSTEM_NAMESPACE,
+            CONFIGMAP_INJECTOR,
             json!({"values": values.to_string(), "config": "policy: enabled"}),
         );
         self.config_map(
             context,
-            "istio-system",
-            "istio-ca-root-cert",
-            json!({"root-cert.pem": root}),
+            SYSTEM_NAMESPACE,
+            CONFIGMAP_ROOT_CERT,
+            json!({KEY_ROOT_CERT: root}),
         );
         for remote in remotes {
-            self.remote_secret(context, "istio-system", remote);
+            self.remote_secret(context, SYSTEM_NAMESPACE, remote);
         }
         let peer = obj(json!({
             "apiVersion": "security.istio.io/v1",
             "kind": "PeerAuthentication",
-            "metadata": {"name": "default", "namespace": "istio-system"},
+            "metadata": {"name": "default", "namespace": SYSTEM_NAMESPACE},
             "spec": {"mtls": {"mode": "STRICT"}},
         }));
         self.emit(context, KubeObject::Istio(peer));
@@ -542,8 +544,8 @@ impl DemoSim {
             "metadata": {
                 "name": format!("istio-remote-secret-{remote}"),
                 "namespace": namespace,
-                "labels": {"istio/multiCluster": "true"},
-                "annotations": {"networking.istio.io/cluster": remote},
+                "labels": {LABEL_MULTICLUSTER: "true"},
+                "annotations": {ANNOTATION_REMOTE_CLUSTER: remote},
             },
             "data": {remote: "ZGVtbw=="},
         }));
@@ -563,23 +565,23 @@ impl DemoSim {
         external_istiod: bool,
     ) {
         let c = self.cluster(context);
-        let mut labels = json!({"app": "istiod", "istio": "pilot"});
+        let mut labels = json!({LABEL_APP: ISTIOD_APP, LABEL_ISTIO: "pilot"});
         if revision != "default" {
-            labels["istio.io/rev"] = json!(revision);
+            labels[LABEL_REV] = json!(revision);
         }
         let deployment = obj(json!({
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "spec": {
                 "replicas": replicas,
-                "selector": {"matchLabels": {"app": "istiod", "istio.io/rev": revision}},
+                "selector": {"matchLabels": {"app": "istiod", LABEL_REV: revision}},
                 "template": {
-                    "metadata": {"labels": {"app": "istiod", "istio.io/rev": revision}},
+                    "metadata": {"labels": {"app": "istiod", LABEL_REV: revision}},
                     "spec": {"containers": [{
                         "name": "discovery",
                         "image": format!("docker.io/istio/pilot:{version}"),
                         "env": [
-                            {"name": "CLUSTER_ID", "value": cluster_id},
-                            {"name": "EXTERNAL_ISTIOD", "value": external_istiod.to_string()},
+                            {"name": ENV_CLUSTER_ID, "value": cluster_id},
+                            {"name": ENV_EXTERNAL_ISTIOD, "value": external_istiod.to_string()},
                             {"name": "PILOT_ENABLE_ANALYSIS", "value": "false"},
                         ],
                     }]},
@@ -593,11 +595,11 @@ impl DemoSim {
         } else {
             format!("istiod-{revision}")
         };
-        if namespace == "istio-system" {
+        if namespace == SYSTEM_NAMESPACE {
             let svc = obj(json!({
-                "metadata": {"name": svc_name, "namespace": namespace, "labels": {"app": "istiod", "istio.io/rev": revision}},
+                "metadata": {"name": svc_name, "namespace": namespace, "labels": {"app": "istiod", LABEL_REV: revision}},
                 "spec": {
-                    "selector": {"app": "istiod", "istio.io/rev": revision},
+                    "selector": {"app": "istiod", LABEL_REV: revision},
                     "ports": [{"name": "grpc-xds", "port": 15010}, {"name": "https-dns", "port": 15012},
                               {"name": "https-webhook", "port": 443}, {"name": "http-monitoring", "port": 15014}],
                 },
@@ -619,7 +621,7 @@ impl DemoSim {
         for i in 0..replicas {
             let pod = obj(json!({
                 "metadata": {"name": format!("{name}-7f9c-{i}"), "namespace": namespace,
-                             "labels": {"app": "istiod", "istio.io/rev": revision}},
+                             "labels": {"app": "istiod", LABEL_REV: revision}},
                 "spec": {"nodeName": format!("{context}-node-{}", i % 3), "containers": [{"name": "discovery"}]},
                 "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
             }));
@@ -632,10 +634,10 @@ impl DemoSim {
         for i in 0..count {
             let pod = obj(json!({
                 "metadata": {"name": format!("{app}-5d8b-{i}"), "namespace": namespace,
-                             "labels": {"app": app, "istio": istio, "topology.istio.io/network": c.network}},
+                             "labels": {"app": app, LABEL_ISTIO: istio, LABEL_NETWORK: c.network}},
                 "spec": {"nodeName": format!("{context}-node-{}", i % 3), "containers": [{
-                    "name": "istio-proxy",
-                    "env": [{"name": "ISTIO_META_CLUSTER_ID", "value": c.cluster_id}],
+                    "name": PROXY_CONTAINER,
+                    "env": [{"name": ENV_PROXY_CLUSTER_ID, "value": c.cluster_id}],
                 }]},
                 "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
             }));
@@ -647,18 +649,18 @@ impl DemoSim {
         let c = self.cluster(context);
         self.gateway_pods(
             context,
-            "istio-system",
+            SYSTEM_NAMESPACE,
             "istio-eastwestgateway",
             "eastwestgateway",
             2,
         );
         let mut svc = json!({
-            "metadata": {"name": "istio-eastwestgateway", "namespace": "istio-system",
-                         "labels": {"app": "istio-eastwestgateway", "istio": "eastwestgateway",
-                                    "topology.istio.io/network": c.network}},
+            "metadata": {"name": "istio-eastwestgateway", "namespace": SYSTEM_NAMESPACE,
+                         "labels": {"app": "istio-eastwestgateway", LABEL_ISTIO: "eastwestgateway",
+                                    LABEL_NETWORK: c.network}},
             "spec": {
                 "type": "LoadBalancer",
-                "selector": {"app": "istio-eastwestgateway", "istio": "eastwestgateway"},
+                "selector": {"app": "istio-eastwestgateway", LABEL_ISTIO: "eastwestgateway"},
                 "ports": [{"name": "status-port", "port": 15021}, {"name": "tls", "port": 15443},
                           {"name": "tls-istiod", "port": 15012}, {"name": "tls-webhook", "port": 15017}],
             },
@@ -675,8 +677,8 @@ impl DemoSim {
         let gw = obj(json!({
             "apiVersion": "networking.istio.io/v1",
             "kind": "Gateway",
-            "metadata": {"name": "cross-network-gateway", "namespace": "istio-system"},
-            "spec": {"selector": {"istio": "eastwestgateway"},
+            "metadata": {"name": "cross-network-gateway", "namespace": SYSTEM_NAMESPACE},
+            "spec": {"selector": {LABEL_ISTIO: "eastwestgateway"},
                      "servers": [{"port": {"number": 15443, "name": "tls", "protocol": "TLS"},
                                   "tls": {"mode": "AUTO_PASSTHROUGH"}, "hosts": ["*.local"]}]},
         }));
@@ -695,10 +697,10 @@ impl DemoSim {
         );
         let svc = obj(json!({
             "metadata": {"name": "istio-ingressgateway", "namespace": "istio-ingress",
-                         "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}},
+                         "labels": {"app": "istio-ingressgateway", LABEL_ISTIO: "ingressgateway"}},
             "spec": {
                 "type": "LoadBalancer",
-                "selector": {"app": "istio-ingressgateway", "istio": "ingressgateway"},
+                "selector": {"app": "istio-ingressgateway", LABEL_ISTIO: "ingressgateway"},
                 "ports": [{"name": "status-port", "port": 15021}, {"name": "http2", "port": 80},
                           {"name": "https", "port": 443}],
             },
@@ -728,7 +730,7 @@ impl DemoSim {
                    "sideEffects": "None", "admissionReviewVersions": ["v1"]})
         };
         let webhook = obj(json!({
-            "metadata": {"name": "istio-sidecar-injector", "labels": {"app": "sidecar-injector"}},
+            "metadata": {"name": INJECTOR_WEBHOOK, "labels": {"app": "sidecar-injector"}},
             "webhooks": [hook("rev.namespace.sidecar-injector.istio.io"),
                          hook("namespace.sidecar-injector.istio.io")],
         }));
@@ -737,12 +739,9 @@ impl DemoSim {
 
     fn remote(&mut self, context: &str, primary: &str, gateway_host: &str, root: &str) {
         let c = self.cluster(context);
-        self.system_namespace(
-            context,
-            json!({"topology.istio.io/controlPlaneClusters": primary}),
-        );
+        self.system_namespace(context, json!({ANNOTATION_CONTROL_PLANE_CLUSTERS: primary}));
         let svc = obj(json!({
-            "metadata": {"name": "istiod", "namespace": "istio-system"},
+            "metadata": {"name": "istiod", "namespace": SYSTEM_NAMESPACE},
             "spec": {"type": "ExternalName", "externalName": gateway_host,
                      "ports": [{"name": "tls-istiod", "port": 15012}, {"name": "tls-webhook", "port": 15017}]},
         }));
@@ -750,9 +749,9 @@ impl DemoSim {
         self.injector_webhook(context, gateway_host, &c.cluster_id, &c.network);
         self.config_map(
             context,
-            "istio-system",
-            "istio-ca-root-cert",
-            json!({"root-cert.pem": root}),
+            SYSTEM_NAMESPACE,
+            CONFIGMAP_ROOT_CERT,
+            json!({KEY_ROOT_CERT: root}),
         );
     }
 
@@ -783,7 +782,7 @@ impl DemoSim {
         let c = self.cluster(context);
         self.system_namespace(context, json!({}));
         let svc = obj(json!({
-            "metadata": {"name": "istiod", "namespace": "istio-system"},
+            "metadata": {"name": "istiod", "namespace": SYSTEM_NAMESPACE},
             "spec": {"type": "ExternalName", "externalName": EXTERNAL_GW,
                      "ports": [{"name": "tls-istiod", "port": 15012}, {"name": "tls-webhook", "port": 15017}]},
         }));
@@ -791,9 +790,9 @@ impl DemoSim {
         self.injector_webhook(context, EXTERNAL_GW, &c.cluster_id, &c.network);
         self.config_map(
             context,
-            "istio-system",
-            "istio-ca-root-cert",
-            json!({"root-cert.pem": root}),
+            SYSTEM_NAMESPACE,
+            CONFIGMAP_ROOT_CERT,
+            json!({KEY_ROOT_CERT: root}),
         );
     }
 
@@ -804,7 +803,7 @@ impl DemoSim {
     }
 
     fn tenant_namespace(&mut self, context: &str, name: &str, labels: &[(&str, &str)]) {
-        let mut l = json!({"kubernetes.io/metadata.name": name});
+        let mut l = json!({LABEL_NAMESPACE_NAME: name});
         for (k, v) in labels {
             l[*k] = json!(v);
         }
@@ -878,10 +877,10 @@ impl DemoSim {
             return false;
         };
         let labels = ns.metadata.labels.clone().unwrap_or_default();
-        match labels.get("istio-injection").map(String::as_str) {
+        match labels.get(LABEL_INJECTION).map(String::as_str) {
             Some("enabled") => true,
             Some(_) => false,
-            None => labels.contains_key("istio.io/rev"),
+            None => labels.contains_key(LABEL_REV),
         }
     }
 
@@ -921,10 +920,10 @@ impl DemoSim {
             let mut containers = vec![json!({"name": "app"})];
             let mut annotations = json!({});
             if injected {
-                containers.push(json!({"name": "istio-proxy", "env": [
-                    {"name": "ISTIO_META_CLUSTER_ID", "value": c.cluster_id},
+                containers.push(json!({"name": PROXY_CONTAINER, "env": [
+                    {"name": ENV_PROXY_CLUSTER_ID, "value": c.cluster_id},
                     {"name": "ISTIO_META_NETWORK", "value": c.network}]}));
-                annotations["sidecar.istio.io/status"] =
+                annotations[ANNOTATION_SIDECAR_STATUS] =
                     json!("{\"containers\":[\"istio-proxy\"]}");
             }
             let pod = obj(json!({
@@ -945,7 +944,7 @@ impl DemoSim {
         }
         let slice = obj(json!({
             "metadata": {"name": format!("{}-x7k2p", w.name), "namespace": w.namespace,
-                         "labels": {"kubernetes.io/service-name": w.name,
+                         "labels": {LABEL_SERVICE_NAME: w.name,
                                     "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
             "addressType": "IPv6",
             "endpoints": endpoints,
@@ -961,12 +960,12 @@ impl DemoSim {
         let own = self
             .control_planes
             .iter()
-            .filter(|cp| cp.context == context && cp.namespace == "istio-system")
+            .filter(|cp| cp.context == context && cp.namespace == SYSTEM_NAMESPACE)
             .collect::<Vec<_>>();
         if own.is_empty() {
             let svc = snapshot
                 .services
-                .get(&("istio-system".to_string(), "istiod".to_string()))?;
+                .get(&(SYSTEM_NAMESPACE.to_string(), "istiod".to_string()))?;
             let host = svc.spec.as_ref()?.external_name.clone()?;
             return self.exposed.get(&host).cloned();
         }
@@ -974,10 +973,10 @@ impl DemoSim {
             .and_then(|ns| snapshot.namespaces.get(&(String::new(), ns.to_string())))
             .and_then(|ns| {
                 let labels = ns.metadata.labels.as_ref()?;
-                if labels.get("istio-injection").map(String::as_str) == Some("enabled") {
+                if labels.get(LABEL_INJECTION).map(String::as_str) == Some("enabled") {
                     Some("default".to_string())
                 } else {
-                    labels.get("istio.io/rev").cloned()
+                    labels.get(LABEL_REV).cloned()
                 }
             })
             .unwrap_or_else(|| "default".into());
@@ -991,7 +990,7 @@ impl DemoSim {
         let phase = self.tick % 180;
         let down = self.incidents
             && cp.context == "east-1"
-            && cp.namespace == "istio-system"
+            && cp.namespace == SYSTEM_NAMESPACE
             && ((cp.name == "istiod-canary" && (100..120).contains(&phase))
                 || (cp.name == "istiod" && (140..165).contains(&phase)));
         !down
@@ -1007,7 +1006,7 @@ impl DemoSim {
                 let has_proxy = pod
                     .spec
                     .as_ref()
-                    .map(|s| s.containers.iter().any(|c| c.name == "istio-proxy"))
+                    .map(|s| s.containers.iter().any(|c| c.name == PROXY_CONTAINER))
                     .unwrap_or(false);
                 if !has_proxy {
                     continue;
@@ -1042,7 +1041,7 @@ impl DemoSim {
                             .metadata
                             .labels
                             .as_ref()
-                            .and_then(|l| l.get("istio/multiCluster"))
+                            .and_then(|l| l.get(LABEL_MULTICLUSTER))
                             != Some(&"true".to_string())
                     {
                         continue;
@@ -1109,7 +1108,7 @@ impl DemoSim {
             return;
         };
         let key = (
-            "istio-system".to_string(),
+            SYSTEM_NAMESPACE.to_string(),
             "istio-eastwestgateway".to_string(),
         );
         let Some(mut svc) = snapshot.services.get(&key).cloned() else {
@@ -1134,11 +1133,11 @@ impl DemoSim {
             self.set_gateway_address("west-1", west_host);
             // The canary control plane becomes unready and recovers.
             let canary_ready = if (100..120).contains(&phase) { 0 } else { 1 };
-            self.set_deployment_ready("east-1", "istio-system", "istiod-canary", canary_ready);
+            self.set_deployment_ready("east-1", SYSTEM_NAMESPACE, "istiod-canary", canary_ready);
             // Then east-1's main istiod fails: its remote east-2 loses its only control plane,
             // the moment to fail east-2 over to west-1.
             let main_ready = if (140..165).contains(&phase) { 0 } else { 2 };
-            self.set_deployment_ready("east-1", "istio-system", "istiod", main_ready);
+            self.set_deployment_ready("east-1", SYSTEM_NAMESPACE, "istiod", main_ready);
         }
         if !self.workloads.is_empty() {
             if self.rng.chance(40) {
@@ -1196,7 +1195,7 @@ impl DemoSim {
             change.name.clone(),
         );
         let not_found = || format!("{} not found in {}", change.object(), change.cluster);
-        let patch = change.json_patch(&humantime_now());
+        let patch = change.json_patch(&rfc3339_now());
         fn patched<T: serde::Serialize + DeserializeOwned>(
             object: &T,
             patch: &json_patch::Patch,
@@ -1254,6 +1253,36 @@ impl DemoSim {
         self.emit(&change.cluster, object);
         self.probe_all();
         Ok(self.drain())
+    }
+}
+
+/// A request to the simulated mesh to apply one change.
+pub struct DemoWrite {
+    pub change: Change,
+    pub reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// Sends failover changes to the simulator task ([`run`]).
+#[derive(Clone)]
+pub struct DemoWriter(mpsc::UnboundedSender<DemoWrite>);
+
+impl DemoWriter {
+    pub fn new(writes: mpsc::UnboundedSender<DemoWrite>) -> DemoWriter {
+        DemoWriter(writes)
+    }
+}
+
+impl Writer for DemoWriter {
+    async fn apply(&self, change: &Change) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.0
+            .send(DemoWrite {
+                change: change.clone(),
+                reply,
+            })
+            .map_err(|_| "the simulated mesh has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the simulated mesh dropped the request".to_string())?
     }
 }
 

@@ -1,5 +1,5 @@
-//! Health rules and findings: where the multi-cluster rules of DOMAIN.md become statuses and
-//! warnings. Pure functions over the model.
+//! Health rules and findings: where the multi-cluster rules (see the README's findings) become
+//! healths and warnings. Pure functions over the model.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,15 +28,44 @@ pub fn control_plane(cp: &mut ControlPlane) {
         Health::Down
     } else if cp.ready_replicas < cp.replicas
         || cp.probe_error.is_some()
-        || cp
-            .remote_clusters
-            .iter()
-            .any(|r| r.status != "synced" && r.status != "unknown")
+        || cp.remote_clusters.iter().any(|r| r.status.is_problem())
     {
         Health::Degraded
     } else {
         Health::Healthy
     };
+}
+
+/// The API server connection: live is healthy, connecting unknown, stale degraded (the data
+/// may be old), any failure down.
+pub fn connection(c: &Connection) -> Health {
+    match c {
+        Connection::Live => Health::Healthy,
+        Connection::Connecting => Health::Unknown,
+        Connection::Stale(_) => Health::Degraded,
+        Connection::Down(_) | Connection::Forbidden(_) | Connection::AuthError(_) => Health::Down,
+    }
+}
+
+/// The finding for a connection that is not live, if any.
+fn connection_finding(c: &Connection) -> Option<(Severity, String)> {
+    let reason = c.reason().unwrap_or("");
+    match c {
+        Connection::Live | Connection::Connecting => None,
+        Connection::Stale(_) => Some((
+            Severity::Warning,
+            format!("API server not answering: {reason}, data may be old"),
+        )),
+        Connection::Down(_) => Some((Severity::Error, format!("API server unreachable: {reason}"))),
+        Connection::Forbidden(_) => Some((
+            Severity::Error,
+            format!("API server forbids reading: {reason}"),
+        )),
+        Connection::AuthError(_) => Some((
+            Severity::Error,
+            format!("API server refused the credentials: {reason}"),
+        )),
+    }
 }
 
 /// Endpoints of one service: none ready is down, some not ready is degraded.
@@ -134,17 +163,17 @@ pub fn mesh(m: &mut Mesh) {
     for net in &mut m.networks {
         for c in &mut net.clusters {
             let node = NodeId::cluster(&c.name);
-            let mut status = Health::Healthy;
-            if let Some(err) = &c.error {
-                status = Health::Down;
+            let mut status = connection(&c.connection);
+            if let Some((severity, message)) = connection_finding(&c.connection) {
+                push(&mut findings, severity, node.clone(), message);
+            }
+            for (topic, note) in &c.notes {
                 push(
                     &mut findings,
-                    Severity::Error,
+                    Severity::Warning,
                     node.clone(),
-                    format!("API server unreachable: {err}"),
+                    format!("{topic} could not be read: {note}"),
                 );
-            } else if c.connection == "connecting" {
-                status = Health::Unknown;
             }
             let served: Vec<&(Health, bool, String)> =
                 c.served_by.iter().filter_map(|id| cps.get(id)).collect();
@@ -192,7 +221,7 @@ pub fn mesh(m: &mut Mesh) {
                     );
                 }
                 for r in &cp.remote_clusters {
-                    if r.status != "synced" && r.status != "unknown" {
+                    if r.status.is_problem() {
                         push(
                             &mut findings,
                             Severity::Warning,
@@ -238,7 +267,7 @@ pub fn mesh(m: &mut Mesh) {
             if c.namespaces.iter().any(|n| n.health == Health::Down) {
                 status = status.worst(Health::Degraded);
             }
-            c.status = status;
+            c.health = status;
         }
     }
 
@@ -263,7 +292,7 @@ pub fn mesh(m: &mut Mesh) {
 
     // Tenants: the same namespace behaving differently in different clusters.
     for t in &m.tenants {
-        let kinds: BTreeSet<&str> = t.clusters.iter().map(|c| c.injection.as_str()).collect();
+        let kinds: BTreeSet<&Injection> = t.clusters.iter().map(|c| &c.injection).collect();
         if kinds.len() > 1 {
             let detail: Vec<String> = t
                 .clusters
@@ -343,7 +372,7 @@ pub fn mesh(m: &mut Mesh) {
     m.health = m
         .networks
         .iter()
-        .flat_map(|n| n.clusters.iter().map(|c| c.status))
+        .flat_map(|n| n.clusters.iter().map(|c| c.health))
         .fold(Health::Healthy, Health::worst);
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.node.cmp(&b.node)));
     m.findings = findings;

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+pub use super::snapshot::Connection;
 
 /// Health of any node. Always shown with a glyph, never by colour alone.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -104,10 +107,58 @@ impl ClusterRole {
     }
 }
 
+/// How an istiod's view of a remote cluster stands (`/debug/clusterz` `syncStatus`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncStatus {
+    Synced,
+    Syncing,
+    /// Not probed: known from a remote secret only.
+    Unknown,
+    /// Whatever else istiod says (`timeout`, `closed`, ...).
+    Other(String),
+}
+
+impl SyncStatus {
+    pub fn from_clusterz(status: &str) -> SyncStatus {
+        match status {
+            "synced" => SyncStatus::Synced,
+            "syncing" => SyncStatus::Syncing,
+            "unknown" => SyncStatus::Unknown,
+            other => SyncStatus::Other(other.to_string()),
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        match self {
+            SyncStatus::Synced => "synced",
+            SyncStatus::Syncing => "syncing",
+            SyncStatus::Unknown => "unknown",
+            SyncStatus::Other(s) => s,
+        }
+    }
+
+    /// Neither synced nor simply not known: worth a warning.
+    pub fn is_problem(&self) -> bool {
+        !matches!(self, SyncStatus::Synced | SyncStatus::Unknown)
+    }
+}
+
+impl std::fmt::Display for SyncStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl Serialize for SyncStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RemoteClusterSync {
     pub id: String,
-    pub status: String,
+    pub status: SyncStatus,
     pub secret: String,
 }
 
@@ -184,13 +235,55 @@ pub struct Gateway {
     pub health: Health,
 }
 
+/// How a namespace's pods get a data plane.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Injection {
+    /// `istio-injection=enabled`.
+    Enabled,
+    /// `istio-injection=disabled`.
+    Disabled,
+    /// `istio.io/rev=<r>` without `istio-injection`.
+    Revision(String),
+    /// `istio.io/dataplane-mode=ambient`.
+    Ambient,
+    /// No label.
+    None,
+    /// Another value of `istio-injection`.
+    Other(String),
+}
+
+impl Injection {
+    /// Whether the namespace's workloads carry a sidecar (and restart in a failover).
+    pub fn injected(&self) -> bool {
+        !matches!(self, Injection::None | Injection::Disabled)
+    }
+}
+
+impl std::fmt::Display for Injection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Injection::Enabled => f.write_str("enabled"),
+            Injection::Disabled => f.write_str("disabled"),
+            Injection::Revision(r) => write!(f, "rev:{r}"),
+            Injection::Ambient => f.write_str("ambient"),
+            Injection::None => f.write_str("none"),
+            Injection::Other(v) => f.write_str(v),
+        }
+    }
+}
+
+impl Serialize for Injection {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// A namespace as it is in one cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ClusterNamespace {
     pub id: String,
     pub name: String,
-    /// `enabled`, `disabled`, `rev:<r>`, `ambient` or `none`.
-    pub injection: String,
+    pub injection: Injection,
     pub revision: Option<String>,
     pub services: Vec<String>,
     pub authorization_policies: u32,
@@ -223,11 +316,15 @@ pub struct Cluster {
     /// Istio's cluster id (`CLUSTER_ID`), which need not equal the context.
     pub cluster_id: String,
     pub role: ClusterRole,
-    pub status: Health,
+    #[serde(rename = "status")]
+    pub health: Health,
     /// Ids of the control planes that configure this cluster.
     pub served_by: Vec<String>,
-    pub connection: String,
-    pub error: Option<String>,
+    /// Shown in JSON as `connection` (its label) and `error` (its reason).
+    #[serde(flatten, serialize_with = "connection_fields")]
+    pub connection: Connection,
+    /// What could not be read, by topic: that part of the cluster is missing.
+    pub notes: BTreeMap<String, String>,
     /// Unix seconds of the latest fact from this cluster.
     pub last_update: Option<u64>,
     pub region: Option<String>,
@@ -240,6 +337,13 @@ pub struct Cluster {
     pub endpoints_total: u64,
     /// Workloads that would restart in a failover: `namespace/deployment` of injected workloads.
     pub injected_workloads: Arc<Vec<String>>,
+}
+
+fn connection_fields<S: Serializer>(c: &Connection, s: S) -> Result<S::Ok, S::Error> {
+    let mut map = s.serialize_map(Some(2))?;
+    map.serialize_entry("connection", c.label())?;
+    map.serialize_entry("error", &c.reason())?;
+    map.end()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -284,7 +388,7 @@ impl Service {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TenantCluster {
     pub cluster: String,
-    pub injection: String,
+    pub injection: Injection,
     pub revision: Option<String>,
     pub services: u32,
     pub authorization_policies: u32,
@@ -393,6 +497,28 @@ impl NodeId {
     }
     pub fn tenant(mesh: &str, namespace: &str) -> String {
         format!("tenant:{mesh}/{namespace}")
+    }
+    /// The group node of a cluster's control planes (`cp`), gateways (`gw`) or namespaces (`ns`).
+    pub fn group(kind: &str, context: &str) -> String {
+        format!("grp:{kind}:{context}")
+    }
+    /// The context of a group node's id.
+    pub fn group_context(id: &str) -> Option<&str> {
+        id.strip_prefix("grp:")?.split_once(':').map(|(_, c)| c)
+    }
+    /// A cluster listed under the control plane that serves it.
+    pub fn served(control_plane: &str, context: &str) -> String {
+        format!("serves:{control_plane}:{context}")
+    }
+    /// The context of a served-cluster node's id.
+    pub fn served_context(id: &str) -> Option<&str> {
+        id.strip_prefix("serves:")?.rsplit_once(':').map(|(_, c)| c)
+    }
+    /// The context of a served-cluster node's id under one control plane.
+    pub fn served_by_context<'a>(id: &'a str, control_plane: &str) -> Option<&'a str> {
+        id.strip_prefix("serves:")?
+            .strip_prefix(control_plane)?
+            .strip_prefix(':')
     }
 
     /// A node id for people: `service payments/api`, `cluster east-2`, ...

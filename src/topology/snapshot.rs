@@ -266,6 +266,8 @@ pub struct ClusterSnapshot {
     pub last_update: Option<SystemTime>,
     /// Bumped on every change, so derived per-cluster facts can be cached.
     pub version: u64,
+    /// Bumped per kind of fact, so facts that read some kinds are re-read only when they change.
+    pub kinds: KindVersions,
     pub namespaces: BTreeMap<ObjectKey, Namespace>,
     pub nodes: BTreeMap<ObjectKey, Node>,
     pub pods: BTreeMap<ObjectKey, Pod>,
@@ -288,6 +290,41 @@ pub struct ClusterSnapshot {
     pub locality_version: u64,
 }
 
+/// One change counter per kind of fact a snapshot holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct KindVersions {
+    pub namespaces: u64,
+    pub nodes: u64,
+    pub pods: u64,
+    pub services: u64,
+    pub endpoint_slices: u64,
+    pub deployments: u64,
+    pub config_maps: u64,
+    pub secrets: u64,
+    pub webhooks: u64,
+    pub istio: u64,
+    pub istiod_probes: u64,
+    pub gateway_probes: u64,
+}
+
+impl KindVersions {
+    pub fn bump(&mut self, kind: ObjectKind) {
+        let counter = match kind {
+            ObjectKind::Namespace => &mut self.namespaces,
+            ObjectKind::Node => &mut self.nodes,
+            ObjectKind::Pod => &mut self.pods,
+            ObjectKind::Service => &mut self.services,
+            ObjectKind::EndpointSlice => &mut self.endpoint_slices,
+            ObjectKind::Deployment => &mut self.deployments,
+            ObjectKind::ConfigMap => &mut self.config_maps,
+            ObjectKind::Secret => &mut self.secrets,
+            ObjectKind::MutatingWebhook => &mut self.webhooks,
+            ObjectKind::Istio => &mut self.istio,
+        };
+        *counter += 1;
+    }
+}
+
 impl ClusterSnapshot {
     pub fn new(context: impl Into<String>) -> Self {
         Self {
@@ -299,6 +336,7 @@ impl ClusterSnapshot {
     pub fn apply(&mut self, object: KubeObject) {
         let object = object.trimmed();
         let key = object.key();
+        self.kinds.bump(object.kind());
         match object {
             KubeObject::Namespace(o) => {
                 self.namespaces.insert(key, o);
@@ -374,6 +412,7 @@ impl ClusterSnapshot {
             ObjectKind::Istio => self.istio.remove(key).is_some(),
         };
         if removed {
+            self.kinds.bump(kind);
             self.version += 1;
         }
     }
@@ -436,6 +475,7 @@ impl ClusterSnapshot {
             .collect();
         let previous = std::mem::replace(&mut history.latest, probe);
         history.previous = Some(previous);
+        self.kinds.istiod_probes += 1;
         self.version += 1;
     }
 
@@ -491,7 +531,8 @@ pub enum Update {
     },
 }
 
-/// The latest facts of every cluster, in kubeconfig order.
+/// The latest facts of every cluster, in order of first arrival (the live source registers
+/// clusters in kubeconfig order).
 #[derive(Clone, Debug, Default)]
 pub struct Store {
     pub clusters: Vec<ClusterSnapshot>,
@@ -573,6 +614,7 @@ impl Store {
                 let cluster = self.cluster_mut(&context);
                 if cluster.gateway_probes.get(&gateway) != Some(&probe) {
                     cluster.gateway_probes.insert(gateway, probe);
+                    cluster.kinds.gateway_probes += 1;
                     cluster.version += 1;
                 }
             }

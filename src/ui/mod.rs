@@ -2,8 +2,6 @@
 
 pub mod modal;
 pub mod panels;
-pub mod theme;
-pub mod tree;
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;

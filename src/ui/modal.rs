@@ -6,12 +6,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::theme::Theme;
 use super::{centered, clear};
 use crate::app::action::{hints, keys_label, Scope, KEYMAP};
 use crate::app::state::{FailoverModal, Phase, StepView};
 use crate::failover::plan::Op;
 use crate::failover::preflight::{blocking, Verdict};
+use crate::theme::Theme;
 use crate::topology::model::Health;
 
 fn frame_block(theme: &Theme, title: &str) -> Block<'static> {

@@ -6,9 +6,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
-use super::theme::Theme;
-use super::tree::NodeRef;
 use crate::app::state::App;
+use crate::app::tree::NodeRef;
+use crate::theme::Theme;
 use crate::topology::model::*;
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
@@ -252,11 +252,7 @@ fn mesh(theme: &Theme, app: &App, m: &Mesh) -> Body {
     let rows: Vec<Vec<Cell<'static>>> = m
         .clusters()
         .map(|c| {
-            let api = match (c.connection.as_str(), &c.error) {
-                (_, Some(_)) => Health::Down,
-                ("live", _) => Health::Healthy,
-                _ => Health::Unknown,
-            };
+            let api = crate::topology::health::connection(&c.connection);
             let cp = c
                 .served_by
                 .iter()
@@ -285,7 +281,7 @@ fn mesh(theme: &Theme, app: &App, m: &Mesh) -> Body {
                 Health::Degraded
             };
             vec![
-                hcell(theme, c.status, c.name.clone()),
+                hcell(theme, c.health, c.name.clone()),
                 Cell::from(c.role.label().to_string()),
                 hcell(theme, api, super::age(app.now, c.last_update)),
                 hcell(theme, cp, String::new()),
@@ -351,7 +347,7 @@ fn network(theme: &Theme, m: &Mesh, n: &Network) -> Body {
     ];
     for c in &n.clusters {
         lines.push(Line::from(vec![
-            Span::styled(format!("  {} ", c.status.glyph()), theme.health(c.status)),
+            Span::styled(format!("  {} ", c.health.glyph()), theme.health(c.health)),
             Span::styled(format!("{:<14}", c.name), theme.base()),
             Span::styled(c.role.label().to_string(), theme.muted()),
         ]));
@@ -389,7 +385,7 @@ fn network(theme: &Theme, m: &Mesh, n: &Network) -> Body {
 fn cluster(theme: &Theme, app: &App, c: &Cluster) -> Body {
     let t = &app.topology;
     let mut lines = vec![
-        kv_health(theme, "status", c.status, String::new()),
+        kv_health(theme, "status", c.health, String::new()),
         kv(theme, "role", c.role.label()),
         kv(theme, "cluster id", c.cluster_id.clone()),
         kv(
@@ -412,15 +408,21 @@ fn cluster(theme: &Theme, app: &App, c: &Cluster) -> Body {
             "connection",
             format!(
                 "{} · data age {}",
-                c.connection,
+                c.connection.label(),
                 super::age(app.now, c.last_update)
             ),
         ),
     ];
-    if let Some(e) = &c.error {
+    if let Some(e) = c.connection.reason() {
         lines.push(Line::from(vec![
             Span::styled(format!("{:<20} ", "error"), theme.muted()),
-            Span::styled(e.clone(), theme.health(Health::Down)),
+            Span::styled(e.to_string(), theme.health(Health::Down)),
+        ]));
+    }
+    for (topic, note) in &c.notes {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<20} ", "not read"), theme.muted()),
+            Span::styled(format!("{topic}: {note}"), theme.health(Health::Degraded)),
         ]));
     }
     lines.push(Line::raw(""));
@@ -597,14 +599,14 @@ fn control_plane(theme: &Theme, t: &Topology, cp: &ControlPlane) -> Body {
         .remote_clusters
         .iter()
         .map(|r| {
-            let h = match r.status.as_str() {
-                "synced" => Health::Healthy,
-                "syncing" | "unknown" => Health::Unknown,
-                _ => Health::Down,
+            let h = match r.status {
+                SyncStatus::Synced => Health::Healthy,
+                SyncStatus::Syncing | SyncStatus::Unknown => Health::Unknown,
+                SyncStatus::Other(_) => Health::Down,
             };
             vec![
                 Cell::from(r.id.clone()),
-                hcell(theme, h, r.status.clone()),
+                hcell(theme, h, r.status.to_string()),
                 Cell::from(r.secret.clone()),
                 Cell::from(format!(
                     "{}",
@@ -703,7 +705,7 @@ fn tenant(theme: &Theme, m: &Mesh, ns: &str) -> Body {
         .map(|c| {
             vec![
                 Cell::from(c.cluster.clone()),
-                Cell::from(c.injection.clone()),
+                Cell::from(c.injection.to_string()),
                 Cell::from(c.revision.clone().unwrap_or_else(|| "-".into())),
                 Cell::from(format!("{}", c.services)),
                 Cell::from(format!("{}", c.authorization_policies)),

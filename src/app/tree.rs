@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use ratatui::text::{Line, Span};
 use tui_tree_widget::TreeItem;
 
-use super::theme::Theme;
+use crate::theme::Theme;
 use crate::topology::model::*;
 
 /// What a tree node stands for.
@@ -158,7 +158,7 @@ impl Builder<'_> {
                     c.endpoints_ready,
                     c.endpoints_total
                 );
-                b.line(c.status, &c.name, detail, b.findings(&id))
+                b.line(c.health, &c.name, detail, b.findings(&id))
             },
             |b, path| {
                 let mut groups = Vec::new();
@@ -187,7 +187,7 @@ impl Builder<'_> {
         let context = reference.cluster().unwrap_or_default().to_string();
         self.node(
             parent,
-            format!("grp:{kind}:{context}"),
+            NodeId::group(kind, &context),
             reference,
             label,
             true,
@@ -256,11 +256,11 @@ impl Builder<'_> {
                     .filter_map(|o| {
                         b.node(
                             path,
-                            format!("serves:{}:{}", cp.id, o.name),
+                            NodeId::served(&cp.id, &o.name),
                             NodeRef::Served(cp.id.clone(), o.name.clone()),
                             &o.name,
                             false,
-                            |b| b.line(o.status, &o.name, format!("↳ {}", o.role.label()), 0),
+                            |b| b.line(o.health, &o.name, format!("↳ {}", o.role.label()), 0),
                             |_, _| Vec::new(),
                         )
                     })
@@ -352,7 +352,7 @@ impl Builder<'_> {
             !ns.services.is_empty(),
             |b| {
                 let findings = b.findings(&NodeId::tenant(&mesh.id, &ns.name));
-                b.line(ns.health, &ns.name, ns.injection.clone(), findings)
+                b.line(ns.health, &ns.name, ns.injection.to_string(), findings)
             },
             |b, path| {
                 ns.services
@@ -514,10 +514,7 @@ pub fn path_of(topology: &Topology, id: &str) -> Option<Vec<String>> {
                 let below_this = rest
                     .strip_prefix(c.name.as_str())
                     .is_some_and(|r| r.starts_with('/'))
-                    || id
-                        .strip_prefix("grp:")
-                        .and_then(|r| r.split_once(':'))
-                        .is_some_and(|(_, ctx)| ctx == c.name);
+                    || NodeId::group_context(id) == Some(c.name.as_str());
                 if !below_this {
                     continue;
                 }
@@ -525,7 +522,7 @@ pub fn path_of(topology: &Topology, id: &str) -> Option<Vec<String>> {
                     p.extend_from_slice(more);
                     Some(p)
                 };
-                let grp = |kind: &str| format!("grp:{kind}:{}", c.name);
+                let grp = |kind: &str| NodeId::group(kind, &c.name);
                 for kind in ["cp", "gw", "ns"] {
                     if grp(kind) == id {
                         return with(path, &[grp(kind)]);
@@ -536,7 +533,7 @@ pub fn path_of(topology: &Topology, id: &str) -> Option<Vec<String>> {
                     if cp_id == id {
                         return with(path, &[grp("cp"), cp_id]);
                     }
-                    if let Some(ctx) = id.strip_prefix(&format!("serves:{}:", cp.id)) {
+                    if let Some(ctx) = NodeId::served_by_context(id, &cp.id) {
                         if topology
                             .cluster(ctx)
                             .is_some_and(|o| o.served_by.contains(&cp.id))

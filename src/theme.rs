@@ -9,14 +9,14 @@ use serde::Deserialize;
 use crate::topology::model::Health;
 
 pub const BUILTIN: &[(&str, &str)] = &[
-    ("dark", include_str!("../../themes/dark.toml")),
-    ("light", include_str!("../../themes/light.toml")),
+    ("dark", include_str!("../themes/dark.toml")),
+    ("light", include_str!("../themes/light.toml")),
     (
         "high-contrast",
-        include_str!("../../themes/high-contrast.toml"),
+        include_str!("../themes/high-contrast.toml"),
     ),
-    ("colorblind", include_str!("../../themes/colorblind.toml")),
-    ("mono", include_str!("../../themes/mono.toml")),
+    ("colorblind", include_str!("../themes/colorblind.toml")),
+    ("mono", include_str!("../themes/mono.toml")),
 ];
 
 #[derive(Clone, Debug, PartialEq)]
