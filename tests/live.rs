@@ -767,3 +767,37 @@ fn a_kubeconfig_that_does_not_parse_names_the_file() -> Result<()> {
     let _ = std::fs::remove_file(path);
     Ok(())
 }
+
+/// The config file's per-context settings reach the model: a display name and an Istio cluster
+/// id that wins over what the cluster's objects say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_names_and_cluster_ids_reach_the_model() -> Result<()> {
+    let env = testenv();
+    let _g = shared().await;
+    let context = env
+        .remotes()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| env.contexts[0].clone());
+    let mut settings = BTreeMap::new();
+    settings.insert(
+        context.clone(),
+        meshtop::config::ClusterSettings {
+            display_name: Some("Remote (eu)".into()),
+            cluster_id: Some("configured-id".into()),
+            ..Default::default()
+        },
+    );
+    let mut live =
+        Live::start_with(&env.kubeconfig, std::slice::from_ref(&context), &settings).await?;
+    let c = live
+        .wait("the configured identity", Duration::from_secs(20), |m| {
+            cluster(m, &context)
+                .filter(|c| c["connection"] == "live")
+                .cloned()
+        })
+        .await?;
+    assert_eq!(c["display_name"], "Remote (eu)", "{c}");
+    assert_eq!(c["cluster_id"], "configured-id", "{c}");
+    Ok(())
+}

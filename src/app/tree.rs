@@ -152,13 +152,17 @@ impl Builder<'_> {
             &c.name,
             has_children,
             |b| {
+                let state = match c.connection {
+                    Connection::Live => String::new(),
+                    ref other => format!(" · {}", other.label()),
+                };
                 let detail = format!(
-                    "{}{served} {}/{}",
+                    "{}{served} {}/{}{state}",
                     c.role.label(),
                     c.endpoints_ready,
                     c.endpoints_total
                 );
-                b.line(c.health, &c.name, detail, b.findings(&id))
+                b.line(c.health, c.label(), detail, b.findings(&id))
             },
             |b, path| {
                 let mut groups = Vec::new();

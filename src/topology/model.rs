@@ -313,6 +313,9 @@ pub struct RemoteWiring {
 pub struct Cluster {
     /// The kubeconfig context.
     pub name: String,
+    /// What the config file says to show instead of the context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
     /// Istio's cluster id (`CLUSTER_ID`), which need not equal the context.
     pub cluster_id: String,
     pub role: ClusterRole,
@@ -344,6 +347,13 @@ fn connection_fields<S: Serializer>(c: &Connection, s: S) -> Result<S::Ok, S::Er
     map.serialize_entry("connection", c.label())?;
     map.serialize_entry("error", &c.reason())?;
     map.end()
+}
+
+impl Cluster {
+    /// The name shown: the configured display name, else the context.
+    pub fn label(&self) -> &str {
+        self.display_name.as_deref().unwrap_or(&self.name)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -259,6 +259,10 @@ pub struct GatewayProbe {
 #[derive(Clone, Debug, Default)]
 pub struct ClusterSnapshot {
     pub context: String,
+    /// Shown instead of the context (config file).
+    pub display_name: Option<String>,
+    /// The Istio cluster id the config file gives this context; wins over what the data says.
+    pub cluster_id_override: Option<String>,
     pub connection: Connection,
     /// What could not be read, by topic (e.g. `Secrets`: "403 forbidden"): that part of the
     /// cluster is missing, the rest is shown.
@@ -293,6 +297,8 @@ pub struct ClusterSnapshot {
 /// One change counter per kind of fact a snapshot holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct KindVersions {
+    /// The configured identity (display name, cluster id override).
+    pub identity: u64,
     pub namespaces: u64,
     pub nodes: u64,
     pub pods: u64,
@@ -494,6 +500,14 @@ pub enum Update {
         context: String,
         connection: Connection,
     },
+    /// The API server answered: what is shown of this cluster is current as of now.
+    Alive { context: String },
+    /// What the user's configuration says about a cluster: a name to show, an Istio cluster id.
+    Identity {
+        context: String,
+        display_name: Option<String>,
+        cluster_id: Option<String>,
+    },
     Apply {
         context: String,
         object: Box<KubeObject>,
@@ -531,6 +545,10 @@ pub enum Update {
     },
 }
 
+/// How finely `Update::Alive` refreshes a cluster's data age: a heartbeat re-derives a quiet
+/// cluster at most this often.
+pub const ALIVE_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The latest facts of every cluster, in order of first arrival (the live source registers
 /// clusters in kubeconfig order).
 #[derive(Clone, Debug, Default)]
@@ -562,6 +580,29 @@ impl Store {
                     cluster.connection = connection;
                     cluster.version += 1;
                 }
+            }
+            Update::Alive { context } => {
+                let cluster = self.cluster_mut(&context);
+                // Only an age that would show moves the cluster's version (and re-derives it).
+                let shown_age = cluster
+                    .last_update
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_none_or(|age| age >= ALIVE_RESOLUTION);
+                if shown_age {
+                    cluster.last_update = Some(now);
+                    cluster.version += 1;
+                }
+            }
+            Update::Identity {
+                context,
+                display_name,
+                cluster_id,
+            } => {
+                let cluster = self.cluster_mut(&context);
+                cluster.display_name = display_name;
+                cluster.cluster_id_override = cluster_id;
+                cluster.version += 1;
+                cluster.kinds.identity += 1;
             }
             Update::Apply { context, object } => {
                 let cluster = self.cluster_mut(&context);

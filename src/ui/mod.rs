@@ -12,7 +12,7 @@ use tui_tree_widget::Tree;
 
 use crate::app::action::{hints, Scope};
 use crate::app::state::{App, Modal};
-use crate::topology::model::{Health, Severity};
+use crate::topology::model::{Connection, Health, Severity};
 
 /// Below this the screen says so instead of drawing a broken layout.
 pub const MIN_WIDTH: u16 = 30;
@@ -228,7 +228,15 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
     let mut ages = String::new();
     for c in app.topology.clusters() {
-        ages.push_str(&format!(" {} {}", c.name, age(app.now, c.last_update)));
+        let state = match c.connection {
+            Connection::Live => String::new(),
+            ref other => format!(" {}", other.label()),
+        };
+        ages.push_str(&format!(
+            " {}{state} {}",
+            c.label(),
+            age(app.now, c.last_update)
+        ));
     }
     let room = (area.width as usize).saturating_sub(used + 1);
     if room > 8 && !ages.is_empty() {

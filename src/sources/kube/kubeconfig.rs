@@ -17,6 +17,10 @@ pub struct Target {
     pub config: Result<kube::Config, String>,
     /// istiod's monitoring URL, when the config file names one (control plane elsewhere).
     pub istiod_url: Option<String>,
+    /// Shown instead of the context (config file).
+    pub display_name: Option<String>,
+    /// Istio's cluster id of this context, when the config file says it.
+    pub cluster_id: Option<String>,
 }
 
 /// What the user asked for that cannot be had: exit code 2.
@@ -164,6 +168,8 @@ pub async fn resolve(
             context,
             config,
             istiod_url: settings.and_then(|s| s.istiod_url.clone()),
+            display_name: settings.and_then(|s| s.display_name.clone()),
+            cluster_id: settings.and_then(|s| s.cluster_id.clone()),
         });
     }
     if targets.is_empty() {

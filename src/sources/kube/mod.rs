@@ -64,6 +64,13 @@ pub fn start(targets: Vec<Target>, tx: UnboundedSender<Vec<Update>>) -> JoinSet<
 /// Everything one cluster does, until nobody listens any more.
 pub async fn run_cluster(target: Target, tx: UnboundedSender<Vec<Update>>, started: Instant) {
     let shared = Shared::new(&target.context, tx);
+    if target.display_name.is_some() || target.cluster_id.is_some() {
+        shared.send(Update::Identity {
+            context: target.context.clone(),
+            display_name: target.display_name.clone(),
+            cluster_id: target.cluster_id.clone(),
+        });
+    }
     let client = match target
         .config
         .and_then(|c| Client::try_from(c).map_err(|e| e.to_string()))
@@ -280,7 +287,15 @@ async fn heartbeat(client: Client, shared: Shared) {
                 HEARTBEAT_TIMEOUT.as_secs()
             )),
         };
+        let answering = state == ApiState::Answering;
         shared.set_api(state);
+        if answering
+            && !shared.send(Update::Alive {
+                context: shared.context().to_string(),
+            })
+        {
+            return;
+        }
     }
 }
 

@@ -75,6 +75,7 @@ pub(super) fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) 
         let namespaces = f.namespaces.clone();
         let cluster = Cluster {
             name: f.context.clone(),
+            display_name: f.display_name.clone(),
             cluster_id: f.cluster_id.clone(),
             role: f.role,
             health: Health::Unknown,

@@ -22,6 +22,7 @@ pub use super::endpoints::{ClusterService, Localities};
 #[derive(Clone, Debug)]
 pub struct ClusterFacts {
     pub context: String,
+    pub display_name: Option<String>,
     pub connection: Connection,
     /// What could not be read, by topic.
     pub notes: BTreeMap<String, String>,
@@ -117,7 +118,7 @@ pub(super) struct ClusterReader {
     settings: Memo<u64, MeshSettings>,
     injector: Memo<u64, Option<Injector>>,
     nodes: Memo<u64, NodeLocalities>,
-    identity: Memo<(u64, u64, u64, u64, u64), Identity>,
+    identity: Memo<(u64, u64, u64, u64, u64, u64), Identity>,
     gateways: Memo<(u64, u64, u64, Option<String>), Vec<Gateway>>,
     control_planes: Memo<ControlPlanesKey, Vec<ControlPlane>>,
     wiring: Memo<(u64, u64, u64, u64), RemoteWiring>,
@@ -135,9 +136,19 @@ impl ClusterReader {
         let injector = self.injector.get(k.webhooks, || injector(s));
         let nodes = self.nodes.get(k.nodes, || node_localities(s));
 
-        let identity_key = (k.deployments, k.webhooks, k.pods, k.namespaces, k.services);
+        let identity_key = (
+            k.deployments,
+            k.webhooks,
+            k.pods,
+            k.namespaces,
+            k.services,
+            k.identity,
+        );
         let identity = self.identity.get(identity_key, || {
-            let cluster_id = own_cluster_id(s)
+            let cluster_id = s
+                .cluster_id_override
+                .clone()
+                .or_else(|| own_cluster_id(s))
                 .or_else(|| injector.as_ref().as_ref().and_then(|i| i.cluster_id()))
                 .or_else(|| proxy_cluster_id(s))
                 .unwrap_or_else(|| s.context.clone());
@@ -228,6 +239,7 @@ impl ClusterReader {
 
         ClusterFacts {
             context: s.context.clone(),
+            display_name: s.display_name.clone(),
             connection: s.connection.clone(),
             notes: s.notes.clone(),
             last_update: s.last_update.and_then(unix_secs),
