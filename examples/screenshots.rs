@@ -321,4 +321,68 @@ fn main() {
     let mut light = app(topology, log, "light");
     select(&mut light, "cp:east-1/istio-system/istiod");
     shoot(&mut light, &fonts, "light.png");
+
+    // Live mode on real clusters (the local test environment, when make.sh finds it running).
+    if let Some(kubeconfig) = std::env::var_os("MESHTOP_SCREENSHOT_KUBECONFIG") {
+        let (topology, log) = live(Path::new(&kubeconfig));
+        let mut live = app(topology, log, "dark");
+        live.source_label = format!("live · {} clusters", live.topology.clusters().count());
+        let remote = live
+            .topology
+            .clusters()
+            .find(|c| c.wiring.is_some())
+            .or_else(|| live.topology.clusters().next())
+            .map(|c| c.name.clone())
+            .expect("a live cluster");
+        select(&mut live, &format!("cluster:{remote}"));
+        shoot(&mut live, &fonts, "live.png");
+    }
+}
+
+/// The topology of real clusters once every one is live and every istiod answered (20 s at
+/// most), through the same live source and engine as `meshtop`.
+fn live(kubeconfig: &Path) -> (Arc<Topology>, Vec<LogEntry>) {
+    use meshtop::sources::kube;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (targets, _) = kube::resolve(Some(kubeconfig), &[], &Default::default())
+            .await
+            .expect("kubeconfig");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (topology_tx, mut topology_rx) =
+            tokio::sync::watch::channel(Arc::new(Topology::default()));
+        let (derived_tx, mut derived_rx) = tokio::sync::mpsc::unbounded_channel();
+        let _sources = kube::start(targets, tx);
+        tokio::spawn(meshtop::engine::run(rx, topology_tx, derived_tx));
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Some(d) = derived_rx.recv().await {
+                if let Ok(mut l) = sink.lock() {
+                    l.extend(d.log);
+                }
+            }
+        });
+        let settled = |t: &Topology| {
+            t.clusters().count() > 0
+                && t.clusters()
+                    .all(|c| c.connection == meshtop::topology::model::Connection::Live)
+                && t.clusters()
+                    .flat_map(|c| c.control_planes.iter())
+                    .all(|cp| cp.version.is_some())
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            while !settled(&topology_rx.borrow_and_update()) {
+                if topology_rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        // One more probe round, so push rates have two samples.
+        tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+        let t = topology_rx.borrow().clone();
+        let entries = log.lock().map(|l| l.clone()).unwrap_or_default();
+        (t, entries)
+    })
 }

@@ -6,4 +6,8 @@ cd "$(dirname "$0")/.."
 if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ]; then
   apt-get install -y fonts-dejavu-core
 fi
+# With the test environment running, a live screenshot too (screenshots/live.png).
+if kc=$(testenv/env 2>/dev/null | sed -n 's/^export KUBECONFIG=//p' | tail -1) && [ -n "$kc" ]; then
+  export MESHTOP_SCREENSHOT_KUBECONFIG="$kc"
+fi
 cargo run --quiet --example screenshots
