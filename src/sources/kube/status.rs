@@ -59,9 +59,12 @@ impl State {
         if !essential.is_empty() && forbidden.len() == essential.len() {
             return Connection::Forbidden(forbidden[0].clone());
         }
-        let synced = essential
-            .iter()
-            .all(|s| !matches!(s, KindState::Syncing | KindState::Failing(_)));
+        // Live once every kind has its first answer (a 403 or an absent CRD is an answer):
+        // the mesh config, remote secrets and webhooks decide roles as much as the pods do.
+        let synced = self
+            .kinds
+            .values()
+            .all(|(_, s)| !matches!(s, KindState::Syncing | KindState::Failing(_)));
         if synced && self.api == Api::Answering {
             Connection::Live
         } else if self.was_live {
