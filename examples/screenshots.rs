@@ -369,7 +369,7 @@ fn live(kubeconfig: &Path) -> (Arc<Topology>, Vec<LogEntry>) {
                     .all(|c| c.connection == meshtop::topology::model::Connection::Live)
                 && t.clusters()
                     .flat_map(|c| c.control_planes.iter())
-                    .all(|cp| cp.version.is_some())
+                    .all(|cp| cp.connected_proxies.is_some())
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(20), async {
             while !settled(&topology_rx.borrow_and_update()) {

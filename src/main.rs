@@ -80,7 +80,7 @@ fn settled(t: &Topology) -> bool {
     t.clusters().all(|c| c.connection == Connection::Live)
         && t.clusters()
             .flat_map(|c| c.control_planes.iter())
-            .all(|cp| cp.version.is_some() || cp.probe_error.is_some())
+            .all(|cp| cp.connected_proxies.is_some() || cp.probe_error.is_some())
 }
 
 async fn async_main(cli: Cli, settings: config::Settings) -> Result<ExitCode> {

@@ -192,6 +192,10 @@ pub async fn run(
     shared: Shared,
     started: Instant,
 ) {
+    // The first round as soon as the istiod pods are known, not one interval later.
+    if istiod_pods.wait_until_ready().await.is_err() {
+        return;
+    }
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
