@@ -114,7 +114,7 @@ fn tree_line<'a>(screen: &'a str, context: &str) -> Option<&'a str> {
     screen
         .lines()
         .map(|l| l.split('│').nth(1).unwrap_or(""))
-        .find(|l| l.contains(&needle) && l.contains('▶'))
+        .find(|l| l.contains(&needle) && (l.contains('▶') || l.contains('▼')))
 }
 
 /// `ready/total` at the end of a cluster's tree line.
@@ -276,6 +276,11 @@ async fn live_dashboard_in_a_terminal() -> Result<()> {
 
 /// Moves the selection to a cluster by filtering the tree for its name.
 fn select(tmux: &Tmux, context: &str) {
+    // Esc clears an earlier filter; then `/` starts a new one.
+    tmux.key("Escape");
+    tmux.wait("no filter", Duration::from_secs(5), |s| {
+        !s.contains("Esc clears")
+    });
     tmux.key("/");
     for ch in context.chars() {
         tmux.key(&ch.to_string());

@@ -80,6 +80,9 @@ pub struct App {
     pub quit: bool,
     /// Rows of the tree viewport at the last draw, for PgUp/PgDn.
     pub page: usize,
+    /// Mesh and network nodes seen so far: each opens once, when it first appears.
+    pub seen_groups: std::collections::HashSet<String>,
+    /// A topology has arrived (until then the tree says it is waiting).
     pub received_first: bool,
     /// The tree's open nodes before a filter opened everything, restored when it clears.
     pub opened_before_filter: Option<Vec<Vec<String>>>,
@@ -115,6 +118,7 @@ impl App {
             last_applied: None,
             quit: false,
             page: 10,
+            seen_groups: Default::default(),
             received_first: false,
             opened_before_filter: None,
         }

@@ -114,14 +114,17 @@ impl App {
         for entry in log {
             self.push_log(entry);
         }
-        if !self.received_first {
-            self.received_first = true;
-            // Start with meshes, networks and clusters open.
-            for mesh in &self.topology.meshes {
-                let mesh_id = NodeId::mesh(&mesh.id);
+        self.received_first = true;
+        // Meshes and networks open the first time they appear (live clusters find their mesh
+        // only once they sync); what the user closed afterwards stays closed.
+        for mesh in &self.topology.meshes {
+            let mesh_id = NodeId::mesh(&mesh.id);
+            if self.seen_groups.insert(mesh_id.clone()) {
                 self.tree_state.open(vec![mesh_id.clone()]);
-                for net in &mesh.networks {
-                    let net_id = NodeId::network(&mesh.id, &net.name);
+            }
+            for net in &mesh.networks {
+                let net_id = NodeId::network(&mesh.id, &net.name);
+                if self.seen_groups.insert(net_id.clone()) {
                     self.tree_state.open(vec![mesh_id.clone(), net_id]);
                 }
             }
