@@ -803,3 +803,91 @@ async fn config_file_names_and_cluster_ids_reach_the_model() -> Result<()> {
     assert_eq!(c["cluster_id"], "configured-id", "{c}");
     Ok(())
 }
+
+/// A second environment of another topology (its own state directory), brought down when the
+/// test ends, pass or fail.
+struct SecondEnv {
+    state: PathBuf,
+    env: TestEnv,
+}
+
+impl SecondEnv {
+    fn up(topology: &str) -> Result<SecondEnv> {
+        let base = std::env::var_os("MESHTOP_TESTENV_STATE")
+            .map(PathBuf::from)
+            .or_else(|| dirs_home().map(|h| h.join(".cache/meshtop-testenv/state")))
+            .context("no state directory")?;
+        let state = PathBuf::from(format!("{}-{topology}", base.display()));
+        let root = common::testenv::repo_root();
+        let out = Command::new(root.join("testenv/up"))
+            .args(["--topology", topology])
+            .env("MESHTOP_TESTENV_STATE", &state)
+            .stderr(Stdio::inherit())
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let guard_state = state.clone();
+        let down = move || {
+            let _ = Command::new(root.join("testenv/down"))
+                .env("MESHTOP_TESTENV_STATE", &guard_state)
+                .status();
+        };
+        if !out.status.success() {
+            down();
+            bail!("testenv/up --topology {topology} failed: {stdout}");
+        }
+        let kubeconfig = stdout
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("export KUBECONFIG="))
+            .map(PathBuf::from)
+            .context("no export line")?;
+        match common::testenv::load(&kubeconfig) {
+            Ok(env) => Ok(SecondEnv { state, env }),
+            Err(e) => {
+                down();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for SecondEnv {
+    fn drop(&mut self) {
+        let _ = Command::new(common::testenv::repo_root().join("testenv/down"))
+            .env("MESHTOP_TESTENV_STATE", &self.state)
+            .status();
+    }
+}
+
+fn dirs_home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+/// The same ground-truth comparison on a second topology: an external control plane (istiod
+/// in one cluster configuring two others, across two networks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_model_equals_an_external_control_plane_environment() -> Result<()> {
+    // Bringing a second environment up loads the machine: the timing tests wait for it.
+    let _g = exclusive().await;
+    let second =
+        tokio::task::spawn_blocking(|| SecondEnv::up("external-istiod-multicluster")).await??;
+    let env = &second.env;
+    let mut live = Live::start(&env.kubeconfig).await?;
+    let model = live
+        .wait(
+            "every cluster live and probed",
+            Duration::from_secs(30),
+            |m| {
+                let probed = clusters(m).iter().all(|c| {
+                    c["control_planes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .all(|cp| cp["connected_proxies"].is_u64() || cp["probe_error"].is_string())
+                });
+                (all_live(m, &env.contexts) && probed).then(|| m.clone())
+            },
+        )
+        .await?;
+    check_topology(env, &model, "").await
+}

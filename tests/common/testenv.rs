@@ -170,7 +170,7 @@ fn ensure_up() -> Result<TestEnv> {
     load(&kubeconfig)
 }
 
-fn load(kubeconfig: &Path) -> Result<TestEnv> {
+pub fn load(kubeconfig: &Path) -> Result<TestEnv> {
     let state_dir = kubeconfig
         .parent()
         .ok_or_else(|| anyhow!("kubeconfig has no parent dir"))?

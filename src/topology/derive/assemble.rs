@@ -21,6 +21,26 @@ pub fn assemble(facts: &[Arc<ClusterFacts>]) -> Topology {
 
 /// [`assemble`] with the services of unchanged clusters reused from `cache`.
 pub(super) fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) -> Topology {
+    let hosts = external_hosts(facts);
+    let facts: Vec<Arc<ClusterFacts>> = facts
+        .iter()
+        .map(|f| {
+            if !hosts.contains(f.context.as_str()) {
+                return f.clone();
+            }
+            // It runs an istiod whose CLUSTER_ID is another cluster's: it hosts an external
+            // control plane; its own cluster id is not known from the data.
+            let mut host = (**f).clone();
+            host.role = ClusterRole::ExternalControlPlane;
+            host.cluster_id = f.context.clone();
+            host.wiring = None;
+            for cp in &mut host.control_planes {
+                cp.external = true;
+            }
+            Arc::new(host)
+        })
+        .collect();
+    let facts = facts.as_slice();
     // Control planes by the cluster id they configure.
     let id_to_context: HashMap<&str, &str> = facts
         .iter()
@@ -232,6 +252,23 @@ pub(super) fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) 
     Topology { meshes }
 }
 
+/// Clusters that run an istiod whose `CLUSTER_ID` names another cluster of the kubeconfig, one
+/// without a control plane of its own: hosts of an external control plane.
+fn external_hosts(facts: &[Arc<ClusterFacts>]) -> BTreeSet<&str> {
+    facts
+        .iter()
+        .filter(|f| f.role == ClusterRole::Primary)
+        .filter(|f| {
+            facts.iter().any(|o| {
+                o.context != f.context
+                    && o.cluster_id == f.cluster_id
+                    && o.control_planes.iter().all(|cp| cp.external)
+            })
+        })
+        .map(|f| f.context.as_str())
+        .collect()
+}
+
 /// Which control planes serve a remote or externally controlled cluster.
 fn served_by_remote(
     f: &ClusterFacts,
@@ -260,9 +297,9 @@ fn served_by_remote(
         .control_plane_clusters
         .iter()
         .flat_map(|id| {
+            // An external istiod serves the remotes its config cluster's secrets name too.
             all_cps.iter().filter(move |cp| {
-                !cp.external
-                    && (id == "*" || &cp.cluster_id == id)
+                (id == "*" || &cp.cluster_id == id)
                     && id_to_context.contains_key(cp.cluster_id.as_str())
             })
         })
