@@ -31,7 +31,10 @@ pub fn help(frame: &mut Frame, theme: &Theme, area: Rect) {
         (Scope::Main, None),
         (Scope::Failover, Some("In the failover window")),
         (Scope::Filter, Some("While typing a filter")),
-        (Scope::Overlay, Some("In help and messages (any other key closes)")),
+        (
+            Scope::Overlay,
+            Some("In help and messages (any other key closes)"),
+        ),
     ] {
         if let Some(t) = title {
             lines.push(Line::raw(""));
