@@ -193,8 +193,12 @@ fn read_only_shows_the_plan_but_cannot_apply_it() {
     tmux.keys(&["f"]);
     tmux.wait_text("Read-only: this plan cannot be applied");
     tmux.keys(&["y"]);
-    std::thread::sleep(Duration::from_millis(500));
-    let screen = tmux.capture();
+    // Keys are handled in order: once Esc has closed the window, `y` has been handled.
+    tmux.keys(&["Escape"]);
+    let screen = tmux.wait_for("the failover window to close", |s| {
+        !s.contains("Read-only: this plan cannot be applied")
+    });
+    assert!(!screen.contains("failover started"), "{screen}");
     assert!(!screen.contains("Failover complete"), "{screen}");
     assert!(!audit.exists(), "nothing was attempted, nothing audited");
 }

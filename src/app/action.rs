@@ -1,5 +1,7 @@
-//! Actions and the one key map that feeds input handling, the status bar and the help screen,
-//! so a key hint is never written twice.
+//! Actions and the one key map that feeds input handling, the status bar, the help screen, the
+//! filter prompt and the failover window's prompts, so a key is never written twice. Each
+//! binding knows when it is available (like gitui's `commands()`): a hint is shown only where
+//! its key would do something.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -24,6 +26,10 @@ pub enum Action {
     // In the failover modal.
     Confirm,
     NextTarget,
+    // While typing a filter.
+    FilterKeep,
+    FilterClear,
+    FilterDelete,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +78,45 @@ impl Key {
 pub enum Scope {
     Main,
     Failover,
+    /// Typing a filter: other characters go into the filter.
+    Filter,
+    /// Help or a message on screen: other keys close it.
+    Overlay,
+}
+
+/// What decides whether a binding is available now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The selected node is a cluster or a control plane, or lies in a cluster.
+    pub failover_subject: bool,
+    /// A failover was applied in this session.
+    pub can_undo: bool,
+    /// The failover window reviews a plan that may be applied (not read-only, not blocked).
+    pub can_apply: bool,
+    /// The failover window reviews a plan with another target to try.
+    pub other_target: bool,
+}
+
+/// When a binding does something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    Always,
+    FailoverSubject,
+    CanUndo,
+    CanApply,
+    OtherTarget,
+}
+
+impl When {
+    pub fn holds(self, c: &Context) -> bool {
+        match self {
+            When::Always => true,
+            When::FailoverSubject => c.failover_subject,
+            When::CanUndo => c.can_undo,
+            When::CanApply => c.can_apply,
+            When::OtherTarget => c.other_target,
+        }
+    }
 }
 
 pub struct Binding {
@@ -81,6 +126,8 @@ pub struct Binding {
     /// Short label for the status bar, when it earns a place there.
     pub hint: Option<&'static str>,
     pub scope: Scope,
+    /// When its hint is shown.
+    pub when: When,
 }
 
 use Key::*;
@@ -92,6 +139,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "move up",
         hint: None,
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Code(KeyCode::Down), Char('j')],
@@ -99,6 +147,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "move down",
         hint: None,
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Code(KeyCode::Left), Char('h')],
@@ -106,6 +155,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "collapse / go to parent",
         hint: None,
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Code(KeyCode::Right), Char('l')],
@@ -113,6 +163,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "expand",
         hint: None,
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Code(KeyCode::Enter), Char(' ')],
@@ -120,6 +171,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "expand / collapse",
         hint: None,
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Code(KeyCode::PageUp)],
@@ -127,6 +179,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "page up",
         hint: None,
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Code(KeyCode::PageDown)],
@@ -134,6 +187,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "page down",
         hint: None,
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Code(KeyCode::Home), Char('g')],
@@ -141,6 +195,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "first node",
         hint: None,
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Code(KeyCode::End), Char('G')],
@@ -148,6 +203,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "last node",
         hint: None,
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Char('/')],
@@ -155,6 +211,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "filter the tree by name (Enter keeps, Esc clears)",
         hint: Some("filter"),
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Code(KeyCode::Esc)],
@@ -162,6 +219,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "clear filter / close",
         hint: None,
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Char('f')],
@@ -169,6 +227,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "fail over the selected cluster or control plane",
         hint: Some("failover"),
         scope: Scope::Main,
+        when: When::FailoverSubject,
     },
     Binding {
         keys: &[Char('u')],
@@ -176,6 +235,8 @@ pub const KEYMAP: &[Binding] = &[
         help: "undo the last failover",
         hint: Some("undo"),
         scope: Scope::Main,
+        // Always hinted: `u` explains itself when there is nothing to undo.
+        when: When::Always,
     },
     Binding {
         keys: &[Char('t')],
@@ -183,6 +244,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "next colour theme",
         hint: Some("theme"),
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Char('?')],
@@ -190,6 +252,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "this help",
         hint: Some("help"),
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Char('q'), Ctrl('c')],
@@ -197,6 +260,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "quit",
         hint: Some("quit"),
         scope: Scope::Main,
+        when: When::Always,
     },
     Binding {
         keys: &[Char('y'), Code(KeyCode::Enter)],
@@ -204,6 +268,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "apply the plan",
         hint: Some("apply"),
         scope: Scope::Failover,
+        when: When::CanApply,
     },
     Binding {
         keys: &[Code(KeyCode::Tab)],
@@ -211,6 +276,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "next target control plane",
         hint: Some("target"),
         scope: Scope::Failover,
+        when: When::OtherTarget,
     },
     Binding {
         keys: &[Code(KeyCode::Esc), Char('n')],
@@ -218,6 +284,7 @@ pub const KEYMAP: &[Binding] = &[
         help: "cancel / close",
         hint: Some("close"),
         scope: Scope::Failover,
+        when: When::Always,
     },
     Binding {
         keys: &[Ctrl('c')],
@@ -225,6 +292,63 @@ pub const KEYMAP: &[Binding] = &[
         help: "quit",
         hint: None,
         scope: Scope::Failover,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Enter)],
+        action: Action::FilterKeep,
+        help: "keep the filter",
+        hint: Some("keep"),
+        scope: Scope::Filter,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Esc)],
+        action: Action::FilterClear,
+        help: "clear the filter",
+        hint: Some("clear"),
+        scope: Scope::Filter,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Backspace)],
+        action: Action::FilterDelete,
+        help: "delete a character",
+        hint: None,
+        scope: Scope::Filter,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Up)],
+        action: Action::Up,
+        help: "move up",
+        hint: None,
+        scope: Scope::Filter,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Down)],
+        action: Action::Down,
+        help: "move down",
+        hint: None,
+        scope: Scope::Filter,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Ctrl('c')],
+        action: Action::Quit,
+        help: "quit",
+        hint: None,
+        scope: Scope::Filter,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Ctrl('c')],
+        action: Action::Quit,
+        help: "quit",
+        hint: None,
+        scope: Scope::Overlay,
+        when: When::Always,
     },
 ];
 
@@ -245,13 +369,32 @@ pub fn keys_label(binding: &Binding) -> String {
         .join("/")
 }
 
-/// `key label` pairs for the status bar of a scope.
-pub fn hints(scope: Scope) -> Vec<(String, &'static str)> {
+/// `key label` pairs for the status bar of a scope, for the bindings available now.
+pub fn hints(scope: Scope, context: &Context) -> Vec<(String, &'static str)> {
     KEYMAP
         .iter()
-        .filter(|b| b.scope == scope)
+        .filter(|b| b.scope == scope && b.when.holds(context))
         .filter_map(|b| b.hint.map(|h| (b.keys[0].label(), h)))
         .collect()
+}
+
+/// The binding of an action in a scope.
+pub fn binding(scope: Scope, action: Action) -> Option<&'static Binding> {
+    KEYMAP
+        .iter()
+        .find(|b| b.scope == scope && b.action == action)
+}
+
+/// The first key of an action in a scope, for prompts (`Esc closes`).
+pub fn key(scope: Scope, action: Action) -> String {
+    binding(scope, action)
+        .map(|b| b.keys[0].label())
+        .unwrap_or_default()
+}
+
+/// Every key of an action in a scope, for prompts (`[Esc/n] cancel`).
+pub fn keys(scope: Scope, action: Action) -> String {
+    binding(scope, action).map(keys_label).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -271,5 +414,27 @@ mod tests {
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert_eq!(action_for(Scope::Main, &ctrl_c), Some(Action::Quit));
         assert_eq!(action_for(Scope::Failover, &ctrl_c), Some(Action::Quit));
+        assert_eq!(action_for(Scope::Filter, &ctrl_c), Some(Action::Quit));
+        assert_eq!(action_for(Scope::Overlay, &ctrl_c), Some(Action::Quit));
+        assert_eq!(action_for(Scope::Filter, &key('q')), None, "q is typed");
+    }
+
+    #[test]
+    fn hints_follow_what_is_available() {
+        let none = Context::default();
+        let labels = |scope, c: &Context| -> Vec<&str> {
+            hints(scope, c).into_iter().map(|(_, l)| l).collect()
+        };
+        assert!(!labels(Scope::Main, &none).contains(&"failover"));
+        assert!(!labels(Scope::Failover, &none).contains(&"apply"));
+        let all = Context {
+            failover_subject: true,
+            can_undo: true,
+            can_apply: true,
+            other_target: true,
+        };
+        assert!(labels(Scope::Main, &all).contains(&"failover"));
+        assert!(labels(Scope::Failover, &all).contains(&"apply"));
+        assert_eq!(labels(Scope::Filter, &none), vec!["keep", "clear"]);
     }
 }

@@ -52,11 +52,10 @@ pub enum Modal {
     Failover(Box<FailoverModal>),
 }
 
-/// What the runtime must do on the app's behalf.
+/// What the runtime must do on the app's behalf (quitting is `App::quit`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     Execute(Plan),
-    Quit,
 }
 
 pub struct App {

@@ -83,6 +83,21 @@ impl Builder<'_> {
         Line::from(spans)
     }
 
+    /// Whether a name contains the (lowercased) filter, ignoring case, without allocating
+    /// for ASCII names: a filter keystroke visits every node.
+    fn matches(&self, name: &str) -> bool {
+        let f = self.filter.as_bytes();
+        if name.is_ascii() && self.filter.is_ascii() {
+            f.is_empty()
+                || name
+                    .as_bytes()
+                    .windows(f.len())
+                    .any(|w| w.eq_ignore_ascii_case(f))
+        } else {
+            name.to_lowercase().contains(&self.filter)
+        }
+    }
+
     fn findings(&self, node: &str) -> usize {
         self.topology.findings_for(node).count()
     }
@@ -108,7 +123,7 @@ impl Builder<'_> {
         } else {
             Vec::new()
         };
-        if filtering && kids.is_empty() && !name.to_lowercase().contains(&self.filter) {
+        if filtering && kids.is_empty() && !self.matches(name) {
             return None;
         }
         let line = line(self);
@@ -375,6 +390,10 @@ impl Builder<'_> {
         ns: &ClusterNamespace,
         svc: &str,
     ) -> Option<TreeItem<'static, String>> {
+        // Most services do not match a filter: skip them before building their ids.
+        if !self.filter.is_empty() && !self.matches(svc) {
+            return None;
+        }
         self.node(
             parent,
             NodeId::service(&c.name, &ns.name, svc),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 
-use super::action::{action_for, Action, Scope};
+use super::action::{action_for, Action, Context, Scope};
 use super::state::*;
 use super::tree::{self, NodeRef};
 use crate::engine::LogEntry;
@@ -157,6 +157,20 @@ impl App {
         }
     }
 
+    /// What the key map needs to know to tell which bindings are available now.
+    pub fn key_context(&self) -> Context {
+        let review = match &self.modal {
+            Some(Modal::Failover(m)) if m.phase == Phase::Review => Some(m),
+            _ => None,
+        };
+        Context {
+            failover_subject: self.subject().is_some(),
+            can_undo: self.last_applied.is_some(),
+            can_apply: review.is_some_and(|m| !preflight::blocking(&m.checks)),
+            other_target: review.is_some_and(|m| !m.is_undo && m.targets.len() > 1),
+        }
+    }
+
     pub fn on_key(&mut self, key: KeyEvent) -> Option<Command> {
         if self.filter_editing {
             return self.on_filter_key(key);
@@ -164,11 +178,11 @@ impl App {
         match &self.modal {
             Some(Modal::Failover(_)) => return self.on_failover_key(key),
             Some(Modal::Help) | Some(Modal::Message { .. }) => {
-                if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+                if action_for(Scope::Overlay, &key) == Some(Action::Quit) {
                     self.quit = true;
-                    return Some(Command::Quit);
+                    return None;
                 }
-                // Any key closes an informational overlay; `?` toggles help.
+                // Any other key closes an informational overlay; `?` toggles help.
                 self.modal = None;
                 return None;
             }
@@ -214,11 +228,12 @@ impl App {
             }
             Action::Failover => self.open_failover(),
             Action::Undo => self.open_undo(),
-            Action::Quit => {
-                self.quit = true;
-                return Some(Command::Quit);
-            }
-            Action::Confirm | Action::NextTarget => {}
+            Action::Quit => self.quit = true,
+            Action::Confirm
+            | Action::NextTarget
+            | Action::FilterKeep
+            | Action::FilterClear
+            | Action::FilterDelete => {}
         }
         None
     }
@@ -247,27 +262,29 @@ impl App {
     }
 
     fn on_filter_key(&mut self, key: KeyEvent) -> Option<Command> {
-        match key.code {
-            KeyCode::Esc => {
+        match (action_for(Scope::Filter, &key), key.code) {
+            (Some(Action::FilterClear), _) => {
                 self.filter_editing = false;
                 self.filter.clear();
             }
-            KeyCode::Enter => self.filter_editing = false,
-            KeyCode::Backspace => {
+            (Some(Action::FilterKeep), _) => self.filter_editing = false,
+            (Some(Action::FilterDelete), _) => {
                 self.filter.pop();
             }
-            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+            (Some(Action::Quit), _) => {
                 self.quit = true;
-                return Some(Command::Quit);
+                return None;
             }
-            KeyCode::Char(c) => self.filter.push(c),
-            KeyCode::Down => {
+            (Some(Action::Down), _) => {
                 self.move_cursor(1);
                 return None;
             }
-            KeyCode::Up => {
+            (Some(Action::Up), _) => {
                 self.move_cursor(-1);
                 return None;
+            }
+            (None, KeyCode::Char(c)) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.filter.push(c)
             }
             _ => return None,
         }
@@ -364,7 +381,7 @@ impl App {
         match (action, &m.phase) {
             (Action::Quit, _) => {
                 self.quit = true;
-                return Some(Command::Quit);
+                return None;
             }
             (Action::Escape, Phase::Running { .. }) => {
                 // The plan keeps running; progress continues in the event log.

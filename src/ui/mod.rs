@@ -10,7 +10,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 use tui_tree_widget::Tree;
 
-use crate::app::action::{hints, Scope};
+use crate::app::action::{hints, key, Action, Scope};
 use crate::app::state::{App, Modal};
 use crate::topology::model::{Connection, Health, Severity};
 
@@ -66,7 +66,9 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     match &app.modal {
         Some(Modal::Help) => modal::help(frame, &theme, area),
         Some(Modal::Message { title, body }) => modal::message(frame, &theme, area, title, body),
-        Some(Modal::Failover(m)) => modal::failover(frame, &theme, area, m, app.read_only),
+        Some(Modal::Failover(m)) => {
+            modal::failover(frame, &theme, area, m, app.read_only, &app.key_context())
+        }
         None => {}
     }
 }
@@ -110,7 +112,11 @@ fn draw_tree(frame: &mut Frame, app: &mut App, area: Rect) {
     let title = if app.filter_editing {
         format!(" Mesh  /{}▏", app.filter)
     } else if !app.filter.is_empty() {
-        format!(" Mesh  filter: {} (Esc clears) ", app.filter)
+        format!(
+            " Mesh  filter: {} ({} clears) ",
+            app.filter,
+            key(Scope::Filter, Action::FilterClear)
+        )
     } else {
         " Mesh ".to_string()
     };
@@ -211,13 +217,18 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
         Scope::Main
     };
     let mut spans = Vec::new();
+    let context = app.key_context();
     if app.filter_editing {
+        let keys: Vec<String> = hints(Scope::Filter, &context)
+            .into_iter()
+            .map(|(k, l)| format!("{k} {l}"))
+            .collect();
         spans.push(Span::styled(
-            " type to filter · Enter keep · Esc clear ",
+            format!(" type to filter · {} ", keys.join(" · ")),
             theme.accent(),
         ));
     } else {
-        for (key, label) in hints(scope) {
+        for (key, label) in hints(scope, &context) {
             spans.push(Span::styled(
                 format!(" {key}"),
                 theme.accent().add_modifier(Modifier::BOLD),

@@ -7,7 +7,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::{centered, clear};
-use crate::app::action::{hints, keys_label, Scope, KEYMAP};
+use crate::app::action::{hints, key, keys, keys_label, Action, Context, Scope, KEYMAP};
 use crate::app::state::{FailoverModal, Phase, StepView};
 use crate::failover::plan::Op;
 use crate::failover::preflight::{blocking, Verdict};
@@ -30,6 +30,11 @@ pub fn help(frame: &mut Frame, theme: &Theme, area: Rect) {
     for (scope, title) in [
         (Scope::Main, None),
         (Scope::Failover, Some("In the failover window")),
+        (Scope::Filter, Some("While typing a filter")),
+        (
+            Scope::Overlay,
+            Some("In help and messages (any other key closes)"),
+        ),
     ] {
         if let Some(t) = title {
             lines.push(Line::raw(""));
@@ -136,7 +141,16 @@ fn step_rows(theme: &Theme, steps: Vec<(usize, &StepView)>) -> Vec<Line<'static>
         .collect()
 }
 
-pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal, read_only: bool) {
+pub fn failover(
+    frame: &mut Frame,
+    theme: &Theme,
+    area: Rect,
+    m: &FailoverModal,
+    read_only: bool,
+    context: &Context,
+) {
+    let close = key(Scope::Failover, Action::Escape);
+    let next = key(Scope::Failover, Action::NextTarget);
     let rect = centered(
         area,
         area.width.saturating_sub(4).min(120),
@@ -161,7 +175,7 @@ pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal,
             Span::styled(
                 if m.targets.len() > 1 && m.phase == Phase::Review {
                     format!(
-                        "   (target {}/{}, Tab for next)",
+                        "   (target {}/{}, {next} for next)",
                         m.target + 1,
                         m.targets.len()
                     )
@@ -235,15 +249,19 @@ pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal,
             if blocking(&m.checks) {
                 lines.push(Line::styled(
                     if read_only {
-                        "Read-only: this plan cannot be applied. Esc closes."
+                        format!("Read-only: this plan cannot be applied. {close} closes.")
                     } else {
-                        "Blocked: a pre-flight check fails. Tab tries another target, Esc closes."
+                        format!("Blocked: a pre-flight check fails. {next} tries another target, {close} closes.")
                     },
                     theme.health(Health::Down),
                 ));
             } else {
                 lines.push(Line::styled(
-                    "Apply this plan? [y] apply  [Esc/n] cancel",
+                    format!(
+                        "Apply this plan? [{}] apply  [{}] cancel",
+                        key(Scope::Failover, Action::Confirm),
+                        keys(Scope::Failover, Action::Escape)
+                    ),
                     theme.health(Health::Degraded).add_modifier(Modifier::BOLD),
                 ));
             }
@@ -260,7 +278,7 @@ pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal,
             }
             lines.push(Line::raw(""));
             lines.push(Line::styled(
-                "Esc hides this window; progress goes on in the event log.",
+                format!("{close} hides this window; progress goes on in the event log."),
                 theme.muted(),
             ));
         }
@@ -279,12 +297,15 @@ pub fn failover(frame: &mut Frame, theme: &Theme, area: Rect, m: &FailoverModal,
             lines.push(Line::raw(message.clone()));
             lines.push(Line::raw(""));
             lines.push(Line::styled(
-                "Recorded in the audit log. Esc closes; u undoes the last failover.",
+                format!(
+                    "Recorded in the audit log. {close} closes; {} undoes the last failover.",
+                    key(Scope::Main, Action::Undo)
+                ),
                 theme.muted(),
             ));
         }
     }
-    let hint: String = hints(Scope::Failover)
+    let hint: String = hints(Scope::Failover, context)
         .into_iter()
         .map(|(k, l)| format!("{k} {l}"))
         .collect::<Vec<_>>()
