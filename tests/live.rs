@@ -891,3 +891,185 @@ async fn live_model_equals_an_external_control_plane_environment() -> Result<()>
         .await?;
     check_topology(env, &model, "").await
 }
+
+/// Kills an API server (SIGKILL, as a crash would) and starts it again exactly as testenv started it (same
+/// binary, arguments, environment and directory; the pid file follows), then waits for it.
+async fn restart_apiserver(env: &TestEnv, context: &str) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let pid_path = env
+        .state_dir
+        .join("pids")
+        .join(format!("kube-apiserver-{context}.pid"));
+    let pid = apiserver_pid(env, context)?;
+    let exe = std::fs::read_to_string(&pid_path)?
+        .lines()
+        .nth(1)
+        .context("exe in the pid file")?
+        .to_string();
+    let split = |b: Vec<u8>| -> Vec<String> {
+        b.split(|c| *c == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    };
+    let argv = split(std::fs::read(format!("/proc/{pid}/cmdline"))?);
+    let environ = split(std::fs::read(format!("/proc/{pid}/environ"))?);
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))?;
+    signal(pid, "-TERM")?;
+    wait_for(
+        "the API server gone",
+        Duration::from_secs(30),
+        // Gone, or a zombie that whoever inherited it has not reaped yet.
+        || async move {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            Ok((status.is_empty() || status.contains("State:\tZ")).then_some(()))
+        },
+    )
+    .await?;
+    let log = std::fs::OpenOptions::new().append(true).create(true).open(
+        env.state_dir
+            .join("logs")
+            .join(format!("kube-apiserver-{context}.log")),
+    )?;
+    let child = Command::new(&exe)
+        .args(&argv[1..])
+        .env_clear()
+        .envs(environ.iter().filter_map(|kv| kv.split_once('=')))
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()?;
+    std::fs::write(&pid_path, format!("{}\n{exe}\n", child.id()))?;
+    let client = env.client(context).await?;
+    wait_for(
+        "the API server ready again",
+        Duration::from_secs(60),
+        || {
+            let client = client.clone();
+            async move {
+                let req = http::Request::get("/readyz").body(Vec::new())?;
+                Ok(client.request_text(req).await.ok().filter(|t| t == "ok"))
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The cluster's part of the model, without what moves by itself (data age).
+fn cluster_view(model: &Value, context: &str) -> Value {
+    let mut c = cluster(model, context).cloned().unwrap_or_default();
+    if let Some(o) = c.as_object_mut() {
+        o.remove("last_update");
+    }
+    let services: BTreeMap<String, u64> = model["meshes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|m| m["services"].as_array().into_iter().flatten())
+        .filter_map(|s| {
+            let ready = model_ready(model, s["namespace"].as_str()?, s["name"].as_str()?);
+            Some((
+                format!("{}/{}", s["namespace"].as_str()?, s["name"].as_str()?),
+                ready.get(context).copied().unwrap_or(0),
+            ))
+        })
+        .collect();
+    json!({"cluster": c, "ready_by_service": services})
+}
+
+/// An API server killed and started again while objects change around it: afterwards the
+/// long-running model equals a fresh read of the cluster (no ghosts, nothing missed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_api_server_leaves_the_model_equal_to_a_fresh_read() -> Result<()> {
+    let env = testenv();
+    let _g = exclusive().await;
+    let victim = env
+        .remotes()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| env.contexts[0].clone());
+    let mut live = Live::start(&env.kubeconfig).await?;
+    live.wait("every cluster live", Duration::from_secs(20), |m| {
+        all_live(m, &env.contexts).then_some(())
+    })
+    .await?;
+    restart_apiserver(env, &victim).await?;
+    // Changes while meshtop's watches are still reconnecting.
+    let client = env.client(&victim).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "shop");
+    let cart = deployments.get("cart").await?;
+    let replicas = cart.spec.replicas.unwrap_or(1);
+    let scale = |n: i32| json!({"spec": {"replicas": n}});
+    deployments
+        .patch(
+            "cart",
+            &PatchParams::default(),
+            &Patch::Merge(&scale(replicas + 1)),
+        )
+        .await?;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    let relabel = |v: &str| json!({"metadata": {"labels": {"istio-injection": v}}});
+    namespaces
+        .patch(
+            "legacy",
+            &PatchParams::default(),
+            &Patch::Merge(&relabel("enabled")),
+        )
+        .await?;
+    let result = async {
+        wait_for(
+            "the new cart endpoint in the API",
+            Duration::from_secs(60),
+            || async {
+                Ok(
+                    (api_ready(env, &victim, "shop", "cart").await? == replicas as u64 + 1)
+                        .then_some(()),
+                )
+            },
+        )
+        .await?;
+        live.wait(
+            &format!("{victim} live again"),
+            Duration::from_secs(30),
+            |m| all_live(m, &env.contexts).then_some(()),
+        )
+        .await?;
+        let mut fresh = Live::start(&env.kubeconfig).await?;
+        let want = fresh
+            .wait("a fresh read", Duration::from_secs(20), |m| {
+                all_live(m, &env.contexts).then(|| cluster_view(m, &victim))
+            })
+            .await?;
+        live.wait(
+            "the long-running model to equal a fresh read",
+            Duration::from_secs(10),
+            |m| (cluster_view(m, &victim) == want).then_some(()),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "fresh read: {want}\nlong-running: {}",
+                cluster_view(&live.json(), &victim)
+            )
+        })
+    }
+    .await;
+    deployments
+        .patch(
+            "cart",
+            &PatchParams::default(),
+            &Patch::Merge(&scale(replicas)),
+        )
+        .await?;
+    namespaces
+        .patch(
+            "legacy",
+            &PatchParams::default(),
+            &Patch::Merge(&relabel("disabled")),
+        )
+        .await?;
+    result
+}
