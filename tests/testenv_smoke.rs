@@ -690,7 +690,7 @@ async fn repointing_a_remote_moves_its_proxies_to_the_other_primary() -> Result<
             for s in &istiod_slices {
                 let mut endpoints = s.endpoints.clone();
                 if let Some(a) = &addr {
-                    for e in &mut endpoints {
+                    for e in endpoints.iter_mut().flatten() {
                         e.addresses = vec![a.clone()];
                     }
                 }
