@@ -565,6 +565,21 @@ func (w *clusterWatch) nodeMetadata(pod *corev1.Pod) model.NodeMetadata {
 	m.ServiceAccount = pod.Spec.ServiceAccountName
 	m.NodeName = pod.Spec.NodeName
 	m.IstioVersion = version.Info.Version
+	// The agent sends its ProxyConfig (the injector's PROXY_CONFIG); istiod counts only
+	// nodes with one as proxies in its debug views (istioctl proxy-status).
+	m.ProxyConfig = &model.NodeMetaProxyConfig{}
+	for _, c := range pod.Spec.Containers {
+		for _, e := range c.Env {
+			if e.Name == "PROXY_CONFIG" {
+				var pc model.NodeMetaProxyConfig
+				if err := json.Unmarshal([]byte(e.Value), &pc); err == nil {
+					m.ProxyConfig = &pc
+				} else {
+					logf("cluster %s: pod %s/%s: PROXY_CONFIG not parsed: %v", w.name, pod.Namespace, pod.Name, err)
+				}
+			}
+		}
+	}
 	if rev := pod.Annotations["istio.io/rev"]; rev != "" {
 		m.IstioRevision = rev
 	}
