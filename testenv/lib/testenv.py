@@ -450,10 +450,14 @@ def start_control_planes(procs, clusters, etcd_port):
             f"--service-account-private-key-file={c.dir}/sa.key",
             "--use-service-account-credentials=false",
             f"--service-cluster-ip-range={c.svcSubnet}",
+            # Client rate limits above the defaults (20/30): `up --services/--replicas` creates
+            # thousands of pods, which the ReplicaSet controller would otherwise trickle out.
+            "--kube-api-qps=200", "--kube-api-burst=400",
             "--v=1",
         ])
         procs.start(f"kube-scheduler-{c.name}", [
-            "kube-scheduler", f"--kubeconfig={c.kubeconfig}", "--leader-elect=false", "--secure-port=0", "--v=1",
+            "kube-scheduler", f"--kubeconfig={c.kubeconfig}", "--leader-elect=false", "--secure-port=0",
+            "--kube-api-qps=200", "--kube-api-burst=400", "--v=1",
         ])
         procs.start(f"kwok-{c.name}", [
             "kwok", f"--kubeconfig={c.kubeconfig}", f"--config={kwok_config(c, stages)}",
