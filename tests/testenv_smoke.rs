@@ -769,6 +769,26 @@ async fn repointing_a_remote_moves_its_proxies_to_the_other_primary() -> Result<
             },
         )
         .await?;
+
+        // An address the sidecars cannot map (no istiod behind it in their table): they
+        // disconnect, say so in their log, and dial nothing (the loopback check stays green).
+        let nowhere = "192.0.2.250".to_string();
+        repoint(Some(nowhere.clone()), Some(new.clone())).await?;
+        let log = env.state_dir.join("logs/sidecars.log");
+        wait_for(
+            &format!("{remote}'s proxies gone from both istiods, {nowhere} logged as unmappable"),
+            Duration::from_secs(60),
+            || async {
+                let (at_old, at_new) = where_are().await?;
+                let logged = std::fs::read_to_string(&log)?.lines().any(|l| {
+                    l.contains(&format!("cluster {remote}:"))
+                        && l.contains(&nowhere)
+                        && l.contains("not in the address table")
+                });
+                Ok((at_old.is_empty() && at_new.is_empty() && logged).then_some(()))
+            },
+        )
+        .await?;
         anyhow::Ok(())
     }
     .await;
