@@ -1047,6 +1047,9 @@ def healthy():
         st = load_state()
         if not os.path.exists(f"{STATE}/ready"):
             return False
+        # An environment from before the simulated sidecars is rebuilt, not reused.
+        if not os.path.exists(f"{STATE}/pids/sidecars.pid"):
+            return False
         for fn in os.listdir(f"{STATE}/pids"):
             pid, _ = read_pid(f"{STATE}/pids/{fn}")
             if not pid or not pid_alive(pid):
