@@ -515,7 +515,14 @@ async fn every_primary_serves_exactly_the_injected_pods_of_its_clusters() -> Res
         )
         .await?;
 
-        // And the real `istioctl proxy-status` (through a port-forward to the istiod pod).
+        // And the real `istioctl proxy-status` (through a port-forward to the istiod pod: 15012
+        // with a service-account token). An external control plane checks tokens against its
+        // config cluster and refuses one issued by its own cluster, and its plaintext port
+        // refuses unauthenticated debug requests, so istioctl has no way in there.
+        if urls.role == "external" {
+            eprintln!("{host}: external control plane, istioctl proxy-status not compared");
+            continue;
+        }
         let out = std::process::Command::new(common::testenv::bin_dir()?.join("istioctl"))
             .args(["proxy-status", "--context", host, "--kubeconfig"])
             .arg(&env.kubeconfig)
