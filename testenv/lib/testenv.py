@@ -2,7 +2,12 @@
 """meshtop's local multi-cluster Istio test environment.
 
 Subcommands (wrapped by testenv/up, testenv/down, testenv/env):
-  up [--topology FILE|NAME]   bring every cluster of the topology up (idempotent)
+  up [--topology FILE|NAME] [--replicas R] [--services N]
+                              bring every cluster of the topology up (idempotent);
+                              --replicas: pods per tenant Deployment (default: frontend 2,
+                              the others 1); --services: N more tenant Services+Deployments
+                              (load-0..load-N-1, spread over the injected namespaces) in every
+                              data-plane cluster
   down                        stop what `up` started (pid files) and remove the state dir
   env                         print `export KUBECONFIG=...` while an environment runs
 
@@ -48,6 +53,18 @@ REVISION_TAG = "prod"
 # same service exists in several clusters and its endpoints merge in istiod.
 WORKLOADS = [("shop", "frontend", 2), ("shop", "cart", 1), ("payments", "ledger", 1), ("legacy", "batch", 1),
              ("checkout", "api", 1)]
+# Namespaces whose pods pass the injector (extra --services go there).
+INJECTED_NAMESPACES = ["shop", "payments", "checkout"]
+
+
+def workloads(knobs):
+    """WORKLOADS, scaled by the `up` knobs: --replicas R (every tenant Deployment gets R pods)
+    and --services N (N more Services+Deployments load-<i> over the injected namespaces)."""
+    r = knobs.get("replicas")
+    out = [(ns, name, r if r is not None else n) for ns, name, n in WORKLOADS]
+    for i in range(knobs.get("services") or 0):
+        out.append((INJECTED_NAMESPACES[i % len(INJECTED_NAMESPACES)], f"load-{i}", r if r is not None else 1))
+    return out
 
 T0 = time.time()
 
@@ -91,6 +108,13 @@ def run(cmd, *, input=None, check=True, env=None, cwd=None, capture=True):
     if check and p.returncode != 0:
         die(f"command failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def sidecars_bin():
+    p = run([os.path.join(HERE, "build"), "--print-sidecars"], check=False)
+    if p.returncode != 0:
+        die("the sidecars binary is not built; run testenv/build")
+    return p.stdout.strip().splitlines()[-1]
 
 
 def bin_dir(build_if_missing=True):
@@ -298,7 +322,7 @@ def stop_all():
             continue
         victims.append((fn, pid))
     # Istio first, then the Kubernetes components, etcd last.
-    order = lambda v: (0 if v[0].startswith("istiod") else 2 if v[0].startswith("etcd") else 1)
+    order = lambda v: (0 if v[0].startswith(("istiod", "sidecars")) else 2 if v[0].startswith("etcd") else 1)
     for group in (0, 1, 2):
         gv = [v for v in victims if order(v) == group]
         for _, pid in gv:
@@ -426,10 +450,14 @@ def start_control_planes(procs, clusters, etcd_port):
             f"--service-account-private-key-file={c.dir}/sa.key",
             "--use-service-account-credentials=false",
             f"--service-cluster-ip-range={c.svcSubnet}",
+            # Client rate limits above the defaults (20/30): `up --services/--replicas` creates
+            # thousands of pods, which the ReplicaSet controller would otherwise trickle out.
+            "--kube-api-qps=200", "--kube-api-burst=400",
             "--v=1",
         ])
         procs.start(f"kube-scheduler-{c.name}", [
-            "kube-scheduler", f"--kubeconfig={c.kubeconfig}", "--leader-elect=false", "--secure-port=0", "--v=1",
+            "kube-scheduler", f"--kubeconfig={c.kubeconfig}", "--leader-elect=false", "--secure-port=0",
+            "--kube-api-qps=200", "--kube-api-burst=400", "--v=1",
         ])
         procs.start(f"kwok-{c.name}", [
             "kwok", f"--kubeconfig={c.kubeconfig}", f"--config={kwok_config(c, stages)}",
@@ -632,9 +660,9 @@ spec:
 """
 
 
-def tenant_docs(c):
+def tenant_docs(c, knobs):
     docs = []
-    for ns, name, replicas in WORKLOADS:
+    for ns, name, replicas in workloads(knobs):
         labels = {"app": name}
         docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
                      "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
@@ -659,7 +687,7 @@ def istiod_env_from_deployment(docs):
     return {}
 
 
-def up(topology_arg):
+def up(topology_arg, knobs):
     bindir = bin_dir()
     topo_file, specs = load_topology(topology_arg)
     if os.path.isdir(STATE) and os.listdir(STATE):
@@ -672,6 +700,11 @@ def up(topology_arg):
             if topology_arg and not same:
                 log(f"ERROR: an environment with topology {running} is running; run testenv/down first")
                 sys.exit(3)
+            have = load_state().get("knobs") or {}
+            for k, v in knobs.items():
+                if have.get(k) != v:
+                    log(f"ERROR: the running environment has --{k} {have.get(k)}, not {v}; run testenv/down first")
+                    sys.exit(3)
             log("environment already running; reusing it")
             print_summary()
             return
@@ -702,7 +735,7 @@ def up(topology_arg):
                                       http_get(f"http://127.0.0.1:{etcd_port}/health")[0] == 200)[1], 30)
     log("etcd ready")
 
-    state = {"topology": topo_file, "bin": bindir, "etcd": etcd_port,
+    state = {"topology": topo_file, "bin": bindir, "etcd": etcd_port, "knobs": knobs,
              "clusters": [{**s, "ports": c.ports} for s, c in zip(specs, clusters)]}
     with open(f"{STATE}/up.json", "w") as f:
         json.dump(state, f, indent=1)
@@ -855,7 +888,7 @@ def up(topology_arg):
                        "--kubeconfig", allcfg, "--context", c.name]).stdout
             c.apply(rewrite_webhooks([d for d in yaml.safe_load_all(tag) if d],
                                      by_name[c.primary].ports["https"]))
-            c.apply(tenant_docs(c))
+            c.apply(tenant_docs(c, knobs))
 
     with concurrent.futures.ThreadPoolExecutor(len(clusters)) as ex:
         list(ex.map(apply_rest, clusters))
@@ -866,12 +899,29 @@ def up(topology_arg):
             set_lb_address(c, "istio-ingressgateway", GATEWAY_ADDR_PREFIX + str(100 + c.index))
     log("gateways and tenants applied")
 
+    # Simulated sidecars (tools/sidecars): one xDS client per injected pod, each finding its
+    # istiod through its own cluster's istiod Service, then through this table (address ->
+    # local xDS port) to a 127.0.0.1 port. Started now, they follow the pods as they appear.
+    sidecars_cfg = {
+        "systemNamespace": SYSTEM_NS,
+        "clusters": [{"name": c.name, "kubeconfig": c.kubeconfig, "clusterId": c.name if c.dataPlane
+                      else c.configCluster, "network": c.network} for c in clusters],
+        # An east-west gateway that exposes an istiod (expose-istiod.yaml) leads to that istiod.
+        "addresses": {c.gatewayAddress: f"{LOOPBACK}:{c.ports['grpc']}" for c in hosts if c.hasGateway},
+        # An app=istiod pod is the local istiod of its cluster (as kwok's port-forward has it).
+        "istiodPods": {c.name: f"{LOOPBACK}:{c.ports['grpc']}" for c in hosts},
+    }
+    with open(f"{STATE}/sidecars.json", "w") as f:
+        json.dump(sidecars_cfg, f, indent=1)
+    procs.start("sidecars", [sidecars_bin(), f"--config={STATE}/sidecars.json"])
+
     for c in clusters:
         if not c.dataPlane:
             continue
-        for ns, name, replicas in WORKLOADS:
-            wait_for(f"{c.name} {ns}/{name} EndpointSlice with {replicas} ready endpoint(s)",
-                     lambda c=c, ns=ns, name=name, r=replicas: ready_endpoints(c, ns, name) >= r, 120, 0.5)
+        want = {(ns, name): r for ns, name, r in workloads(knobs)}
+        wait_for(f"{c.name}: every tenant Service with its ready endpoints",
+                 lambda c=c, w=want: all(ready_endpoints_by_service(c).get(k, 0) >= r for k, r in w.items()),
+                 120 + len(want) * 2, 0.5)
     log("EndpointSlices present")
     for c in hosts:
         if True:
@@ -879,6 +929,17 @@ def up(topology_arg):
             wait_for(f"istiod {c.name} /debug/clusterz: {sorted(want)} synced",
                      lambda c=c, w=want: w <= synced_clusters(c), 120, 0.5)
     log("istiod sees every remote cluster as synced")
+
+    # Every injected pod's proxy connected to the istiod that serves its cluster.
+    def proxies_connected():
+        procs.check_alive("sidecars")
+        want = expected_proxies(clusters, by_name)
+        have = {c.name: {r.get("proxy") for r in syncz(c)} for c in hosts}
+        return all(want.get(h, set()) == have[h] for h in have)
+
+    npods = sum(len(v) for v in expected_proxies(clusters, by_name).values())
+    wait_for(f"{npods} simulated sidecars in the /debug/syncz of their istiod", proxies_connected, 60 + npods / 10, 0.5)
+    log(f"{npods} simulated sidecars connected")
 
     write_all_kubeconfig(clusters, allcfg)
     urls = {}
@@ -919,6 +980,18 @@ def write_all_kubeconfig(clusters, path):
                              f"{c.dir}/admin.crt", f"{c.dir}/admin.key") for c in clusters])
 
 
+def ready_endpoints_by_service(c):
+    """(namespace, service) -> ready endpoints, from one list of all EndpointSlices."""
+    out = {}
+    for s in c.get_json("-A", "endpointslices")["items"]:
+        svc = (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
+        if not svc:
+            continue
+        k = (s["metadata"]["namespace"], svc)
+        out[k] = out.get(k, 0) + sum(1 for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready"))
+    return out
+
+
 def ready_endpoints(c, ns, name):
     j = c.get_json("-n", ns, "endpointslices", "-l", f"kubernetes.io/service-name={name}")
     n = 0
@@ -927,6 +1000,31 @@ def ready_endpoints(c, ns, name):
             if (e.get("conditions") or {}).get("ready"):
                 n += 1
     return n
+
+
+def injected_pods(c):
+    """Names (<pod>.<namespace>, as istiod's syncz shows them) of the running injected pods."""
+    out = set()
+    for p in c.get_json("-A", "pods")["items"]:
+        md = p["metadata"]
+        if "sidecar.istio.io/status" not in (md.get("annotations") or {}) or md.get("deletionTimestamp"):
+            continue
+        if (p.get("status") or {}).get("phase") == "Running" and (p.get("status") or {}).get("podIP"):
+            out.add(f"{md['name']}.{md['namespace']}")
+    return out
+
+
+def expected_proxies(clusters, by_name):
+    """Control plane host -> proxies it must have: the injected pods of the clusters it serves."""
+    want = {}
+    for c in clusters:
+        want.setdefault(by_name[c.primary].name, set()).update(injected_pods(c))
+    return want
+
+
+def syncz(c):
+    st, body = http_get(f"http://127.0.0.1:{c.ports['monitoring']}/debug/syncz")
+    return json.loads(body) or []
 
 
 def synced_clusters(c):
@@ -948,6 +1046,9 @@ def healthy():
     try:
         st = load_state()
         if not os.path.exists(f"{STATE}/ready"):
+            return False
+        # An environment from before the simulated sidecars is rebuilt, not reused.
+        if not os.path.exists(f"{STATE}/pids/sidecars.pid"):
             return False
         for fn in os.listdir(f"{STATE}/pids"):
             pid, _ = read_pid(f"{STATE}/pids/{fn}")
@@ -1004,6 +1105,7 @@ def main():
     cmd = args[0]
     if cmd == "up":
         topo = None
+        knobs = {}
         rest = args[1:]
         while rest:
             a = rest.pop(0)
@@ -1011,6 +1113,14 @@ def main():
                 topo = rest.pop(0)
             elif a.startswith("--topology="):
                 topo = a.split("=", 1)[1]
+            elif a.split("=", 1)[0] in ("--replicas", "--services") and ("=" in a or rest):
+                k, v = a.split("=", 1) if "=" in a else (a, rest.pop(0))
+                try:
+                    knobs[k[2:]] = int(v)
+                except ValueError:
+                    die(f"{k} wants a number, not {v}")
+                if knobs[k[2:]] < 0 or (k == "--replicas" and knobs[k[2:]] < 1):
+                    die(f"{k} {v} is out of range")
             elif a in ("-h", "--help"):
                 print(__doc__)
                 return
@@ -1023,7 +1133,7 @@ def main():
         lock = open(STATE.rstrip("/") + ".lock", "w")
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            up(topo)
+            up(topo, knobs)
         except BaseException as e:
             if not (isinstance(e, SystemExit) and e.code in (None, 0, 3)):
                 log(f"up failed; state left for inspection (logs in {STATE}/logs); testenv/down cleans up")

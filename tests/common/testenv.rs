@@ -8,7 +8,7 @@
 //! Everything it hands out points at 127.0.0.1.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -340,6 +340,95 @@ impl TestEnv {
                         });
                     }
                 }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `/debug/syncz` rows of an istiod (`pilot/pkg/xds/debug.go` `SyncStatus`: `proxy` =
+/// `<pod>.<namespace>`, `cluster_id`, `proxy_type`, `istio_version`, `*_sent`/`*_acked`).
+pub async fn syncz(debug_base: &str) -> Result<Vec<serde_json::Value>> {
+    let (status, body) = get_local(&format!("{debug_base}/debug/syncz")).await?;
+    if status != 200 {
+        bail!("syncz answered {status}: {body}");
+    }
+    Ok(serde_json::from_str::<Option<Vec<serde_json::Value>>>(&body)?.unwrap_or_default())
+}
+
+/// The `pilot_xds` gauge (connected proxies), summed over its series, from istiod's /metrics.
+pub async fn pilot_xds(metrics_url: &str) -> Result<u64> {
+    let (status, body) = get_local(metrics_url).await?;
+    if status != 200 {
+        bail!("metrics answered {status}");
+    }
+    let mut n = 0.0;
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("pilot_xds") else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+            n += v;
+        }
+    }
+    Ok(n as u64)
+}
+
+/// Running injected pods (annotation `sidecar.istio.io/status`, an IP, not terminating) of one
+/// cluster, named as istiod names their proxies: `<pod>.<namespace>`.
+pub async fn injected_pods(client: kube::Client) -> Result<BTreeSet<String>> {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: kube::Api<Pod> = kube::Api::all(client);
+    let mut out = BTreeSet::new();
+    for p in pods.list(&kube::api::ListParams::default()).await?.items {
+        let md = &p.metadata;
+        let injected = md
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("sidecar.istio.io/status"));
+        let status = p.status.as_ref();
+        let running = status.and_then(|s| s.phase.as_deref()) == Some("Running")
+            && status.and_then(|s| s.pod_ip.as_deref()).is_some();
+        if injected && running && md.deletion_timestamp.is_none() {
+            out.insert(format!(
+                "{}.{}",
+                md.name.as_deref().unwrap_or_default(),
+                md.namespace.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(out)
+}
+
+impl TestEnv {
+    /// The cluster id the proxies of a context carry (`ISTIO_META_CLUSTER_ID`): the context
+    /// itself, except an external control plane host, installed as its config cluster.
+    pub fn proxy_cluster_id(&self, context: &str) -> String {
+        let urls = &self.istiod[context];
+        if urls.role == "external" {
+            urls.cluster_id.clone()
+        } else {
+            context.to_string()
+        }
+    }
+
+    /// For every control plane host (context running an istiod): the proxies it must serve,
+    /// as `<pod>.<namespace>` -> cluster id, i.e. the injected pods of every context whose
+    /// `istiod.json` entry names it as control plane (as `up` configured them).
+    pub async fn expected_proxies(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        let mut out: BTreeMap<String, BTreeMap<String, String>> = self
+            .primaries()
+            .into_iter()
+            .map(|p| (p, BTreeMap::new()))
+            .collect();
+        for ctx in &self.contexts {
+            let host = self.istiod[ctx].control_plane_cluster.clone();
+            let id = self.proxy_cluster_id(ctx);
+            for pod in injected_pods(self.client(ctx).await?).await? {
+                out.entry(host.clone()).or_default().insert(pod, id.clone());
             }
         }
         Ok(out)
