@@ -6,6 +6,8 @@ fn meshtop(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_meshtop"))
         .args(args)
         .env_remove("NO_COLOR")
+        .env_remove("KUBECONFIG")
+        .env("HOME", std::env::temp_dir().join("meshtop-cli-home"))
         .env(
             "XDG_CONFIG_HOME",
             std::env::temp_dir().join("meshtop-cli-no-config"),
@@ -113,6 +115,62 @@ fn bad_input_gets_a_clear_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken.toml"));
 
     let out = meshtop(&[]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "no kubeconfig is bad usage");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--demo"));
+}
+
+/// Bad usage or configuration exits 2, naming what is wrong (file, line and key for a config).
+#[test]
+fn bad_usage_and_configuration_exit_2() {
+    let dir = std::env::temp_dir().join(format!("meshtop-cli-2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("config.toml");
+    std::fs::write(&cfg, "theme = \"dark\"\n[clusters.prod]\nistiod = \"x\"\n").unwrap();
+    let out = meshtop(&["--demo", "--once", "--config", cfg.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("config.toml") && err.contains("line 3") && err.contains("istiod"),
+        "names file, line and key: {err}"
+    );
+
+    let out = meshtop(&["--demo", "--once", "--theme", "no-such-theme"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = meshtop(&["--demo", "--once", "--log-level", "loud"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown log level"));
+
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\n\
+         users: [{name: u, user: {token: t}}]\ncontexts: [{name: a, context: {cluster: c, user: u}}]\n",
+    )
+    .unwrap();
+    let out = meshtop(&[
+        "--once",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--context",
+        "a,nope",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("\"nope\"") && err.contains("a"), "{err}");
+
+    // A context that is there but refuses connections is not bad usage: exit 1, its state says why.
+    let out = meshtop(&[
+        "--once",
+        "-o",
+        "json",
+        "--timeout",
+        "1",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON even so");
+    let c = &v["meshes"][0]["networks"][0]["clusters"][0];
+    assert_eq!(c["connection"], "down", "{c}");
+    assert!(c["error"].as_str().unwrap_or("").contains("refused"), "{c}");
 }

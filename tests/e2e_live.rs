@@ -261,6 +261,14 @@ async fn live_dashboard_in_a_terminal() -> Result<()> {
         |s| s.contains(&format!("Cluster {victim}")) && s.contains("live · data age"),
     );
 
+    // The cluster panel of a primary names its remote secrets; no value may reach the screen.
+    let primary = env.primaries().first().cloned().context("a primary")?;
+    select(&tmux, &primary);
+    let screen = tmux.capture();
+    for secret in common::live::secret_values(env).await? {
+        assert!(!screen.contains(&secret), "a secret value on screen");
+    }
+
     tmux.key("q");
     tmux.wait("a clean exit", Duration::from_secs(5), |s| {
         s.contains("MESHTOP-EXIT:0")

@@ -17,13 +17,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use common::live::{all_live, cluster, clusters, model_ready, summary, Live};
+use common::live::{all_live, cluster, clusters, model_ready, secret_values, summary, Live};
 use common::testenv::{get_local, testenv, wait_for, TestEnv};
 
 static ENV_LOCK: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
@@ -285,41 +285,6 @@ async fn once_json_on_the_environment() -> Result<()> {
     }
     let _ = std::fs::remove_file(log);
     Ok(())
-}
-
-/// Distinctive pieces of every remote secret's values (the kubeconfigs inside carry client
-/// keys and tokens), and of the admin kubeconfig's credentials.
-async fn secret_values(env: &TestEnv) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for context in &env.contexts {
-        let secrets: Api<Secret> = Api::all(env.client(context).await?);
-        let lp = ListParams::default().labels("istio/multiCluster=true");
-        for s in secrets.list(&lp).await?.items {
-            for v in s.data.unwrap_or_default().into_values() {
-                let text = String::from_utf8_lossy(&v.0).to_string();
-                for line in text.lines() {
-                    if let Some((_, value)) = line.split_once(": ") {
-                        let value = value.trim();
-                        if value.len() >= 40 {
-                            out.push(value[..40].to_string());
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let kubeconfig = std::fs::read_to_string(&env.kubeconfig)?;
-    for line in kubeconfig.lines() {
-        if let Some((k, value)) = line.split_once(": ") {
-            if k.trim().ends_with("-data") && value.trim().len() >= 40 {
-                out.push(value.trim()[..40].to_string());
-            }
-        }
-    }
-    if out.is_empty() {
-        bail!("found no secret values to look for: the check would prove nothing");
-    }
-    Ok(out)
 }
 
 /// Scaling a Deployment shows in the model within 2 s of the API having the new endpoints.
@@ -916,13 +881,20 @@ async fn restart_apiserver(env: &TestEnv, context: &str) -> Result<()> {
     let environ = split(std::fs::read(format!("/proc/{pid}/environ"))?);
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))?;
     signal(pid, "-TERM")?;
+    // A killed process can take a while to release its port on a loaded machine: wait until
+    // the port can be bound again.
+    let port: u16 = argv
+        .iter()
+        .find_map(|a| a.strip_prefix("--secure-port="))
+        .and_then(|p| p.parse().ok())
+        .context("--secure-port in the API server's arguments")?;
     wait_for(
-        "the API server gone",
-        Duration::from_secs(30),
-        // Gone, or a zombie that whoever inherited it has not reaped yet.
+        "the API server's port free",
+        Duration::from_secs(120),
         || async move {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            Ok((status.is_empty() || status.contains("State:\tZ")).then_some(()))
+            Ok(std::net::TcpListener::bind(("127.0.0.1", port))
+                .ok()
+                .map(drop))
         },
     )
     .await?;

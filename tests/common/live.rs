@@ -13,6 +13,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+
+use super::testenv::TestEnv;
 use meshtop::config::ClusterSettings;
 use meshtop::topology::model::Topology;
 
@@ -126,4 +130,39 @@ pub fn model_ready(model: &Value, ns: &str, name: &str) -> BTreeMap<String, u64>
         }
     }
     out
+}
+
+/// Distinctive pieces of every remote secret's values (the kubeconfigs inside carry client
+/// keys and tokens), and of the admin kubeconfig's credentials.
+pub async fn secret_values(env: &TestEnv) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for context in &env.contexts {
+        let secrets: Api<Secret> = Api::all(env.client(context).await?);
+        let lp = ListParams::default().labels("istio/multiCluster=true");
+        for s in secrets.list(&lp).await?.items {
+            for v in s.data.unwrap_or_default().into_values() {
+                let text = String::from_utf8_lossy(&v.0).to_string();
+                for line in text.lines() {
+                    if let Some((_, value)) = line.split_once(": ") {
+                        let value = value.trim();
+                        if value.len() >= 40 {
+                            out.push(value[..40].to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let kubeconfig = std::fs::read_to_string(&env.kubeconfig)?;
+    for line in kubeconfig.lines() {
+        if let Some((k, value)) = line.split_once(": ") {
+            if k.trim().ends_with("-data") && value.trim().len() >= 40 {
+                out.push(value.trim()[..40].to_string());
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("found no secret values to look for: the check would prove nothing");
+    }
+    Ok(out)
 }
