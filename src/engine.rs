@@ -171,6 +171,7 @@ pub async fn run(
     let mut first = true;
     while let Some(batch) = updates.recv().await {
         let now = SystemTime::now();
+        let before: Vec<u64> = store.clusters.iter().map(|c| c.version).collect();
         for u in batch {
             store.apply(u, now);
         }
@@ -179,6 +180,10 @@ pub async fn run(
             for u in batch {
                 store.apply(u, now);
             }
+        }
+        let after: Vec<u64> = store.clusters.iter().map(|c| c.version).collect();
+        if !first && before == after {
+            continue;
         }
         let next = Arc::new(deriver.derive(&store));
         let log = if first {

@@ -342,6 +342,23 @@ impl ClusterSnapshot {
     pub fn apply(&mut self, object: KubeObject) {
         let object = object.trimmed();
         let key = object.key();
+        // An update that changes nothing meshtop keeps (a node's heartbeat, a status field
+        // trimmed away) changes no version, so nothing is derived or drawn again.
+        let unchanged = match &object {
+            KubeObject::Namespace(o) => self.namespaces.get(&key) == Some(o),
+            KubeObject::Node(o) => self.nodes.get(&key) == Some(o),
+            KubeObject::Pod(o) => self.pods.get(&key) == Some(o),
+            KubeObject::Service(o) => self.services.get(&key) == Some(o),
+            KubeObject::EndpointSlice(o) => self.endpoint_slices.get(&key) == Some(o),
+            KubeObject::Deployment(o) => self.deployments.get(&key) == Some(o),
+            KubeObject::ConfigMap(o) => self.config_maps.get(&key) == Some(o),
+            KubeObject::Secret(o) => self.secrets.get(&key) == Some(o),
+            KubeObject::MutatingWebhook(o) => self.webhooks.get(&key) == Some(o),
+            KubeObject::Istio(o) => self.istio.get(&key) == Some(o),
+        };
+        if unchanged {
+            return;
+        }
         self.kinds.bump(object.kind());
         match object {
             KubeObject::Namespace(o) => {

@@ -24,6 +24,9 @@ const KEPT_ANNOTATIONS: &[&str] = &[
 
 fn meta(mut m: ObjectMeta) -> ObjectMeta {
     m.managed_fields = None;
+    // The watcher tracks resource versions itself; kept here, every heartbeat of an object
+    // would look like a change.
+    m.resource_version = None;
     m.owner_references = None;
     m.finalizers = None;
     if let Some(a) = m.annotations.as_mut() {
