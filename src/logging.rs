@@ -48,7 +48,11 @@ pub fn init(path: &Path, level: LevelFilter) -> Result<()> {
     // describes requests and TLS in detail, which a log file has no need to keep.
     let filter = Targets::new()
         .with_default(level.min(LevelFilter::INFO))
-        .with_target("meshtop", level);
+        .with_target("meshtop", level)
+        // It logs every failed request with the error's full text, which for a failed exec
+        // credential plugin includes the plugin's command, environment and output: meshtop
+        // logs those failures itself, without the text.
+        .with_target("kube_client::client::builder", LevelFilter::OFF);
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(LevelFilter::TRACE)
         .with_ansi(false)

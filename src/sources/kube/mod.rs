@@ -278,7 +278,13 @@ async fn heartbeat(client: Client, shared: Shared) {
             Ok(Err(kube::Error::Api(s))) if s.code == 401 => {
                 ApiState::Unauthorized(format!("unauthorized (401): {}", s.message))
             }
-            Ok(Err(kube::Error::Auth(e))) => ApiState::Unauthorized(format!("credentials: {e}")),
+            // An exec plugin's failure text carries its command line, environment and output,
+            // which may hold credentials: only the fact reaches the screen and the log.
+            Ok(Err(kube::Error::Auth(_))) => ApiState::Unauthorized(
+                "credentials could not be obtained (exec plugin, token or certificate): \
+                 try kubectl with this context"
+                    .into(),
+            ),
             // It answered, if only to refuse: the server is there.
             Ok(Err(kube::Error::Api(_))) => ApiState::Answering,
             Ok(Err(e)) => ApiState::Unreachable(short_error(&e)),

@@ -37,6 +37,13 @@ pub enum Failure {
 }
 
 fn classify(e: &watcher::Error) -> Failure {
+    if let watcher::Error::InitialListFailed(kube::Error::Auth(_))
+    | watcher::Error::WatchStartFailed(kube::Error::Auth(_))
+    | watcher::Error::WatchFailed(kube::Error::Auth(_)) = e
+    {
+        // The text of an exec plugin's failure may carry credentials: never log it.
+        return Failure::Other("credentials could not be obtained".into());
+    }
     let status = match e {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
         | watcher::Error::WatchStartFailed(kube::Error::Api(s))
