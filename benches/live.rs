@@ -31,7 +31,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 
-use common::live::{all_live, model_ready, Live};
+use common::live::{model_ready, Live};
 use common::testenv::{testenv, TestEnv};
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -337,10 +337,7 @@ async fn main() -> Result<()> {
         .cloned()
         .context("a data-plane cluster")?;
     let mut live = Live::start(&env.kubeconfig).await?;
-    live.wait("every cluster live", Duration::from_secs(20), |m| {
-        all_live(m, &env.contexts).then_some(())
-    })
-    .await?;
+    live.wait_all_live(&env.contexts).await?;
     let client = env.client(&context).await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "shop");
     let slices: Api<EndpointSlice> = Api::namespaced(client, "shop");

@@ -219,10 +219,7 @@ async fn live_model_equals_the_default_environment() -> Result<()> {
     let renamed: Vec<String> = env.contexts.iter().map(|c| format!("ctx-{c}")).collect();
     let mut live = Live::start(&kubeconfig).await?;
     let t0 = Instant::now();
-    live.wait("every cluster live", Duration::from_secs(20), |m| {
-        all_live(m, &renamed).then_some(())
-    })
-    .await?;
+    live.wait_all_live(&renamed).await?;
     eprintln!("all clusters live after {:?}", t0.elapsed());
     // The probes come a moment after the watches: wait for every control plane's first answer.
     let model = live
@@ -298,10 +295,7 @@ async fn scaling_a_deployment_reaches_the_model() -> Result<()> {
         .cloned()
         .context("a data-plane cluster")?;
     let mut live = Live::start(&env.kubeconfig).await?;
-    live.wait("every cluster live", Duration::from_secs(20), |m| {
-        all_live(m, &env.contexts).then_some(())
-    })
-    .await?;
+    live.wait_all_live(&env.contexts).await?;
     let deployments: Api<Deployment> = Api::namespaced(env.client(&context).await?, "shop");
     let before = api_ready(env, &context, "shop", "cart").await?;
     let mut latencies = Vec::new();
@@ -381,10 +375,7 @@ async fn a_blackholed_api_server_turns_only_its_cluster_stale() -> Result<()> {
         .cloned()
         .collect();
     let mut live = Live::start(&env.kubeconfig).await?;
-    live.wait("every cluster live", Duration::from_secs(20), |m| {
-        all_live(m, &env.contexts).then_some(())
-    })
-    .await?;
+    live.wait_all_live(&env.contexts).await?;
 
     let pid = apiserver_pid(env, &victim)?;
     signal(pid, "-STOP")?;
@@ -611,10 +602,7 @@ async fn a_malformed_mesh_config_is_a_finding_on_its_cluster() -> Result<()> {
         .remove("mesh")
         .unwrap_or_default();
     let mut live = Live::start(&env.kubeconfig).await?;
-    live.wait("every cluster live", Duration::from_secs(20), |m| {
-        all_live(m, &env.contexts).then_some(())
-    })
-    .await?;
+    live.wait_all_live(&env.contexts).await?;
     let node = format!("cluster:{context}");
     let broken = json!({"data": {"mesh": "defaultConfig: [unclosed"}});
     cms.patch("istio", &PatchParams::default(), &Patch::Merge(&broken))
@@ -964,10 +952,7 @@ async fn a_restarted_api_server_leaves_the_model_equal_to_a_fresh_read() -> Resu
         .cloned()
         .unwrap_or_else(|| env.contexts[0].clone());
     let mut live = Live::start(&env.kubeconfig).await?;
-    live.wait("every cluster live", Duration::from_secs(20), |m| {
-        all_live(m, &env.contexts).then_some(())
-    })
-    .await?;
+    live.wait_all_live(&env.contexts).await?;
     restart_apiserver(env, &victim).await?;
     // Changes while meshtop's watches are still reconnecting.
     let client = env.client(&victim).await?;

@@ -56,6 +56,14 @@ impl Live {
         serde_json::from_str(&meshtop::output::json(&self.topology.borrow())).unwrap_or_default()
     }
 
+    /// Waits until every one of `contexts` is live (20 s at most).
+    pub async fn wait_all_live(&mut self, contexts: &[String]) -> Result<()> {
+        self.wait("every cluster live", Duration::from_secs(20), |m| {
+            all_live(m, contexts).then_some(())
+        })
+        .await
+    }
+
     /// Waits until `f` finds what it wants in the model.
     pub async fn wait<T>(
         &mut self,
