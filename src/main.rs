@@ -10,15 +10,16 @@ use tokio::sync::mpsc;
 use tracing::level_filters::LevelFilter;
 
 use meshtop::app::state::App;
-use meshtop::cli::{Cli, Output};
+use meshtop::cli::{Cli, Command, Output};
 use meshtop::failover::audit::AuditLog;
-use meshtop::failover::writer::{Refuse, Writer};
+use meshtop::failover::kube::KubeWriter;
+use meshtop::failover::writer::Writer;
 use meshtop::runtime::{self, Sources};
 use meshtop::sources::demo;
 use meshtop::sources::kube::kubeconfig::UsageError;
 use meshtop::topology::model::Topology;
 use meshtop::topology::snapshot::Connection;
-use meshtop::{config, logging, output, sources};
+use meshtop::{commands, config, logging, output, sources};
 
 fn main() -> ExitCode {
     logging::mark_start();
@@ -84,6 +85,13 @@ fn settled(t: &Topology) -> bool {
 }
 
 async fn async_main(cli: Cli, settings: config::Settings) -> Result<ExitCode> {
+    let mode = if cli.demo { "demo" } else { "live" };
+    let audit = AuditLog::new(settings.audit_log.clone(), mode);
+    if let Some(Command::Failover(args)) = &cli.command {
+        if args.list {
+            return commands::list(&audit);
+        }
+    }
     let (updates_tx, updates_rx) = mpsc::unbounded_channel();
     if cli.demo {
         let (writes_tx, writes_rx) = mpsc::unbounded_channel();
@@ -95,7 +103,7 @@ async fn async_main(cli: Cli, settings: config::Settings) -> Result<ExitCode> {
         };
         let label = format!("demo · seed {}", cli.seed);
         let read_only = settings.read_only;
-        return serve(cli, settings, sources, label, "demo", read_only).await;
+        return serve(cli, settings, sources, label, audit, read_only).await;
     }
     let wanted = if cli.contexts.is_empty() {
         settings.file.contexts.clone()
@@ -106,11 +114,25 @@ async fn async_main(cli: Cli, settings: config::Settings) -> Result<ExitCode> {
         sources::kube::resolve(cli.kubeconfig.as_deref(), &wanted, &settings.file.clusters).await?;
     for p in &problems {
         tracing::warn!("{p}");
-        if cli.once {
+        if cli.once || cli.command.is_some() {
             eprintln!("meshtop: {p}");
         }
     }
     let label = format!("live · {} clusters", targets.len());
+    // The writer gets its own client per context (same configuration as the watches).
+    let write_targets = targets
+        .iter()
+        .filter_map(|t| {
+            let config = t.config.clone().ok()?;
+            let client = kube::Client::try_from(config).ok()?;
+            Some(meshtop::failover::kube::Target {
+                context: t.context.clone(),
+                client,
+                user: t.user.clone(),
+            })
+        })
+        .collect();
+    let writer = KubeWriter::new(write_targets, settings.read_only);
     let task = async move {
         let mut set = sources::kube::start(targets, updates_tx);
         while set.join_next().await.is_some() {}
@@ -118,22 +140,36 @@ async fn async_main(cli: Cli, settings: config::Settings) -> Result<ExitCode> {
     let sources = Sources {
         updates: updates_rx,
         tasks: vec![task.boxed()],
-        // Applying a failover to real clusters is not built yet: live mode shows plans and
-        // pre-flight checks only.
-        writer: Refuse,
+        writer,
     };
-    serve(cli, settings, sources, label, "live", true).await
+    let read_only = settings.read_only;
+    serve(cli, settings, sources, label, audit, read_only).await
 }
 
-/// Runs the dashboard (or `--once`) on the given sources.
+/// Runs the dashboard, `--once`, or a failover command on the given sources.
 async fn serve<W: Writer>(
     cli: Cli,
     settings: config::Settings,
     sources: Sources<W>,
     label: String,
-    mode: &'static str,
+    audit: AuditLog,
     read_only: bool,
 ) -> Result<ExitCode> {
+    let live = !cli.demo;
+    // Real clusters take longer to show a move than the simulator (probes every few seconds,
+    // rollouts).
+    let verify_within = Duration::from_secs(if live { 90 } else { 15 });
+    let options = || commands::Options {
+        audit: audit.clone(),
+        read_only,
+        sync_within: Duration::from_secs_f64(cli.timeout.max(0.1)),
+        verify_within,
+    };
+    match cli.command {
+        Some(Command::Failover(args)) => return commands::failover(args, sources, options()).await,
+        Some(Command::Undo(args)) => return commands::undo(args, sources, options()).await,
+        None => {}
+    }
     if cli.once {
         let deadline = Duration::from_secs_f64(cli.timeout.max(0.1));
         let (topology, ok) = runtime::once(sources, deadline, settled).await;
@@ -153,11 +189,8 @@ async fn serve<W: Writer>(
             ExitCode::FAILURE
         });
     }
-    let app = App::new(settings.themes, settings.theme_index, label, read_only);
-    let audit = AuditLog {
-        path: settings.audit_log,
-        mode,
-    };
-    runtime::run(app, sources, audit).await?;
+    let mut app = App::new(settings.themes, settings.theme_index, label, read_only);
+    app.typed_confirmation = live;
+    runtime::run(app, sources, audit, verify_within).await?;
     Ok(ExitCode::SUCCESS)
 }

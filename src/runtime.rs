@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use crate::app::state::{App, Command};
 use crate::engine::{self, unix_now};
 use crate::failover::apply;
-use crate::failover::audit::AuditLog;
+use crate::failover::audit::{self, AuditLog};
 use crate::failover::writer::Writer;
 use crate::topology::model::Topology;
 use crate::topology::snapshot::Update;
@@ -51,6 +51,40 @@ fn start(
     (topology_rx, derived_rx)
 }
 
+/// Headless and open-ended (the `failover` and `undo` commands): the same sources and engine,
+/// running until the process ends; returns the latest topology.
+pub fn headless<W: Writer>(sources: Sources<W>) -> (watch::Receiver<Arc<Topology>>, W) {
+    let (topology_rx, derived) = start(sources.tasks, sources.updates);
+    // Nobody reads the event log here: drain it so it does not grow.
+    tokio::spawn(async move {
+        let mut derived = derived;
+        while derived.recv().await.is_some() {}
+    });
+    (topology_rx, sources.writer)
+}
+
+/// Waits until `done` holds for the topology, or the deadline passes.
+pub async fn wait_for(
+    topology: &mut watch::Receiver<Arc<Topology>>,
+    deadline: Duration,
+    done: impl Fn(&Topology) -> bool,
+) -> bool {
+    let wait = async {
+        loop {
+            {
+                let t = topology.borrow_and_update();
+                if !t.meshes.is_empty() && done(&t) {
+                    return true;
+                }
+            }
+            if topology.changed().await.is_err() {
+                return false;
+            }
+        }
+    };
+    tokio::time::timeout(deadline, wait).await.unwrap_or(false)
+}
+
 /// Headless: runs the same sources and engine until `done` holds for the derived topology or
 /// the deadline passes; returns the last topology and whether `done` held.
 pub async fn once<W: Writer>(
@@ -76,10 +110,25 @@ pub async fn once<W: Writer>(
     (t, ok)
 }
 
-pub async fn run<W: Writer>(mut app: App, sources: Sources<W>, audit: AuditLog) -> Result<()> {
+pub async fn run<W: Writer>(
+    mut app: App,
+    sources: Sources<W>,
+    audit: AuditLog,
+    verify_within: Duration,
+) -> Result<()> {
     let (topology_rx, mut derived_rx) = start(sources.tasks, sources.updates);
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
     let writer = sources.writer;
+    // What the audit log remembers: an attempt stopped half-way, the last undoable one.
+    match audit.attempts() {
+        Ok(attempts) => {
+            let pending = audit::pending(&attempts).into_iter().cloned().collect();
+            let undoable =
+                audit::latest_undoable(&attempts).map(|a| (a.id.clone(), a.applied_plan()));
+            app.on_history(pending, undoable);
+        }
+        Err(e) => tracing::warn!("audit log not read: {e}"),
+    }
 
     let mut terminal = ratatui::init();
     let _ = execute!(stdout(), EnableMouseCapture);
@@ -116,15 +165,25 @@ pub async fn run<W: Writer>(mut app: App, sources: Sources<W>, audit: AuditLog) 
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
-                    if let Some(Command::Execute(plan)) = app.on_key(key) {
-                        tokio::spawn(apply::execute(
-                            plan,
-                            writer.clone(),
-                            topology_rx.clone(),
-                            audit.clone(),
-                            Duration::from_secs(15),
-                            progress_tx.clone(),
-                        ));
+                    match app.on_key(key) {
+                        Some(Command::Execute(run)) => {
+                            tokio::spawn(apply::execute(
+                                run,
+                                writer.clone(),
+                                topology_rx.clone(),
+                                audit.clone(),
+                                verify_within,
+                                progress_tx.clone(),
+                            ));
+                        }
+                        Some(Command::Access(plan)) => {
+                            let (writer, tx) = (writer.clone(), progress_tx.clone());
+                            tokio::spawn(async move {
+                                let checks = writer.access(&plan).await;
+                                let _ = tx.send(apply::Progress::Checked { plan, checks });
+                            });
+                        }
+                        None => {}
                     }
                     dirty = true;
                 }

@@ -23,7 +23,7 @@ fn repointing_a_remote_plans_service_webhook_annotation_and_restarts() {
         "west-1/istio-system/istiod",
         "synced standby first"
     );
-    let p = plan(&t, &subject, None).unwrap();
+    let p = plan(&t, &subject, None, None).unwrap();
     assert_eq!(p.kind, PlanKind::RepointRemote);
     assert_eq!(p.from, "east-1/istio-system/istiod");
     let svc = &p.changes[0];
@@ -55,6 +55,7 @@ fn a_target_without_the_remote_secret_fails_preflight() {
         &t,
         &Subject::Cluster("west-2".into()),
         Some("east-1/istio-system/istiod"),
+        None,
     )
     .unwrap();
     let checks = preflight(&t, &p, false);
@@ -77,7 +78,7 @@ fn a_target_without_the_remote_secret_fails_preflight() {
 fn read_only_blocks_every_plan() {
     let sim = sim();
     let t = derive(sim.world());
-    let p = plan(&t, &Subject::Cluster("east-2".into()), None).unwrap();
+    let p = plan(&t, &Subject::Cluster("east-2".into()), None, None).unwrap();
     let checks = preflight(&t, &p, true);
     assert!(checks
         .iter()
@@ -88,7 +89,7 @@ fn read_only_blocks_every_plan() {
 fn applying_moves_the_cluster_and_undo_restores_every_object() {
     let mut sim = sim();
     let before = derive(sim.world());
-    let p = plan(&before, &Subject::Cluster("east-2".into()), None).unwrap();
+    let p = plan(&before, &Subject::Cluster("east-2".into()), None, None).unwrap();
     let objects_before = sim.world().clusters[1].clone();
     assert_eq!(objects_before.context, "east-2");
     for change in &p.changes {
@@ -126,7 +127,7 @@ fn applying_moves_the_cluster_and_undo_restores_every_object() {
 fn a_change_made_meanwhile_by_someone_else_fails_the_step() {
     let mut sim = sim();
     let t = derive(sim.world());
-    let p = plan(&t, &Subject::Cluster("east-2".into()), None).unwrap();
+    let p = plan(&t, &Subject::Cluster("east-2".into()), None, None).unwrap();
     sim.write(&p.changes[0]).unwrap();
     // Applying the same step again: its `test` of the old value no longer holds.
     let err = sim.write(&p.changes[0]).unwrap_err();
@@ -140,6 +141,7 @@ fn switching_revision_relabels_namespaces_of_a_primary() {
     let p = plan(
         &t,
         &Subject::ControlPlane("east-1/istio-system/istiod-canary".into()),
+        None,
         None,
     )
     .unwrap();
@@ -175,7 +177,7 @@ fn the_demo_story_loses_east_1s_istiod_and_its_remote_goes_down() {
         .findings_for(&meshtop::topology::model::NodeId::cluster("east-2"))
         .any(|f| f.message.contains("only control plane")));
     // The way out: fail over to west-1, whose checks pass.
-    let p = plan(&t, &Subject::Cluster("east-2".into()), None).unwrap();
+    let p = plan(&t, &Subject::Cluster("east-2".into()), None, None).unwrap();
     assert_eq!(p.to, "west-1/istio-system/istiod");
     assert!(!blocking(&preflight(&t, &p, false)));
 }

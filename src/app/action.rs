@@ -26,6 +26,10 @@ pub enum Action {
     // In the failover modal.
     Confirm,
     NextTarget,
+    /// Deletes the last character typed to confirm.
+    DeleteChar,
+    /// Finishes an attempt that stopped half-way.
+    Resume,
     // While typing a filter.
     FilterKeep,
     FilterClear,
@@ -78,6 +82,10 @@ impl Key {
 pub enum Scope {
     Main,
     Failover,
+    /// Typing the cluster's name to confirm a live failover: other characters are typed.
+    Confirm,
+    /// An attempt stopped half-way is offered for resume or rollback.
+    Pending,
     /// Typing a filter: other characters go into the filter.
     Filter,
     /// Help or a message on screen: other keys close it.
@@ -292,6 +300,78 @@ pub const KEYMAP: &[Binding] = &[
         help: "quit",
         hint: None,
         scope: Scope::Failover,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Enter)],
+        action: Action::Confirm,
+        help: "apply the plan, once the cluster's name is typed",
+        hint: Some("apply"),
+        scope: Scope::Confirm,
+        when: When::CanApply,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Backspace)],
+        action: Action::DeleteChar,
+        help: "delete the last character typed",
+        hint: None,
+        scope: Scope::Confirm,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Tab)],
+        action: Action::NextTarget,
+        help: "next target control plane",
+        hint: Some("target"),
+        scope: Scope::Confirm,
+        when: When::OtherTarget,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Esc)],
+        action: Action::Escape,
+        help: "cancel",
+        hint: Some("cancel"),
+        scope: Scope::Confirm,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Ctrl('c')],
+        action: Action::Quit,
+        help: "quit",
+        hint: None,
+        scope: Scope::Confirm,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Char('r')],
+        action: Action::Resume,
+        help: "resume the interrupted failover",
+        hint: Some("resume"),
+        scope: Scope::Pending,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Char('u')],
+        action: Action::Undo,
+        help: "roll back what it wrote",
+        hint: Some("roll back"),
+        scope: Scope::Pending,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Code(KeyCode::Esc)],
+        action: Action::Escape,
+        help: "decide later",
+        hint: Some("later"),
+        scope: Scope::Pending,
+        when: When::Always,
+    },
+    Binding {
+        keys: &[Ctrl('c')],
+        action: Action::Quit,
+        help: "quit",
+        hint: None,
+        scope: Scope::Pending,
         when: When::Always,
     },
     Binding {

@@ -7,6 +7,8 @@ use tui_tree_widget::{TreeItem, TreeState};
 
 use super::tree::NodeRef;
 use crate::engine::LogEntry;
+use crate::failover::apply::Run;
+use crate::failover::audit::Attempt;
 use crate::failover::plan::{Plan, Subject};
 use crate::failover::preflight::Check;
 use crate::theme::Theme;
@@ -40,22 +42,85 @@ pub struct FailoverModal {
     pub targets: Vec<String>,
     pub target: usize,
     pub plan: Plan,
+    /// Checks on the facts the topology holds (re-run on every new topology).
     pub checks: Vec<Check>,
+    /// Checks the writer asks the API servers (permissions, lock); `None` while asking.
+    pub access: Option<Vec<Check>>,
     pub phase: Phase,
     pub is_undo: bool,
+    /// The attempt this plan finishes or reverts (from the audit log).
+    pub resumes: Option<String>,
+    pub undoes: Option<String>,
+    /// Live mode: the name the operator must type to confirm; the demo confirms with a key.
+    pub confirm_name: Option<String>,
+    pub typed: String,
+}
+
+impl FailoverModal {
+    pub fn new(plan: Plan, checks: Vec<Check>, confirm: bool) -> FailoverModal {
+        FailoverModal {
+            subject: None,
+            targets: vec![plan.to.clone()],
+            target: 0,
+            confirm_name: confirm.then(|| plan.cluster.clone()),
+            plan,
+            checks,
+            access: None,
+            phase: Phase::Review,
+            is_undo: false,
+            resumes: None,
+            undoes: None,
+            typed: String::new(),
+        }
+    }
+
+    /// Every check shown: the topology's, then the API's.
+    pub fn all_checks(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().chain(self.access.iter().flatten())
+    }
+
+    /// Nothing blocks, the API has answered, and (live) the name is typed.
+    pub fn may_apply(&self) -> bool {
+        self.phase == Phase::Review
+            && self.access.is_some()
+            && !self
+                .all_checks()
+                .any(|c| c.verdict == crate::failover::preflight::Verdict::Fail)
+            && self
+                .confirm_name
+                .as_ref()
+                .is_none_or(|name| &self.typed == name)
+    }
+
+    pub fn run(&self) -> Run {
+        Run {
+            resumes: self.resumes.clone(),
+            undoes: self.undoes.clone(),
+            ..Run::new(self.plan.clone())
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub enum Modal {
     Help,
-    Message { title: String, body: String },
+    Message {
+        title: String,
+        body: String,
+    },
     Failover(Box<FailoverModal>),
+    /// An attempt the audit log shows stopped half-way: resume it or roll it back.
+    Pending(Box<Attempt>),
 }
 
 /// What the runtime must do on the app's behalf (quitting is `App::quit`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    Execute(Plan),
+    /// Apply a plan.
+    Execute(Run),
+    /// Ask the API servers what the plan needs (permissions, lock); answered by
+    /// `Progress::Checked`.
+    Access(Plan),
 }
 
 pub struct App {
@@ -73,9 +138,13 @@ pub struct App {
     pub modal: Option<Modal>,
     pub log: VecDeque<LogEntry>,
     pub read_only: bool,
+    /// Live clusters: a failover is confirmed by typing the cluster's name.
+    pub typed_confirmation: bool,
     /// Unix seconds, advanced by ticks; rendering reads time only from here.
     pub now: u64,
-    pub last_applied: Option<Plan>,
+    /// The newest failover that wrote something and is not undone: its attempt id and the
+    /// changes it applied (what `u` reverts).
+    pub last_applied: Option<(String, Plan)>,
     pub quit: bool,
     /// Rows of the tree viewport at the last draw, for PgUp/PgDn.
     pub page: usize,
@@ -113,6 +182,7 @@ impl App {
             modal: None,
             log: VecDeque::new(),
             read_only,
+            typed_confirmation: false,
             now: 0,
             last_applied: None,
             quit: false,

@@ -10,7 +10,8 @@ use super::state::*;
 use super::tree::{self, NodeRef};
 use crate::engine::LogEntry;
 use crate::failover::apply::Progress;
-use crate::failover::plan::{self, Subject};
+use crate::failover::audit::Attempt;
+use crate::failover::plan::{self, Plan, Subject};
 use crate::failover::preflight::{self, Verdict};
 use crate::topology::model::{NodeId, Severity, Topology};
 
@@ -166,7 +167,7 @@ impl App {
         Context {
             failover_subject: self.subject().is_some(),
             can_undo: self.last_applied.is_some(),
-            can_apply: review.is_some_and(|m| !preflight::blocking(&m.checks)),
+            can_apply: review.is_some_and(|m| m.may_apply()),
             other_target: review.is_some_and(|m| !m.is_undo && m.targets.len() > 1),
         }
     }
@@ -177,6 +178,7 @@ impl App {
         }
         match &self.modal {
             Some(Modal::Failover(_)) => return self.on_failover_key(key),
+            Some(Modal::Pending(_)) => return self.on_pending_key(key),
             Some(Modal::Help) | Some(Modal::Message { .. }) => {
                 if action_for(Scope::Overlay, &key) == Some(Action::Quit) {
                     self.quit = true;
@@ -226,11 +228,13 @@ impl App {
                 self.tree_dirty = true;
                 self.refresh_tree();
             }
-            Action::Failover => self.open_failover(),
-            Action::Undo => self.open_undo(),
+            Action::Failover => return self.open_failover(),
+            Action::Undo => return self.open_undo(),
             Action::Quit => self.quit = true,
             Action::Confirm
             | Action::NextTarget
+            | Action::Resume
+            | Action::DeleteChar
             | Action::FilterKeep
             | Action::FilterClear
             | Action::FilterDelete => {}
@@ -307,64 +311,121 @@ impl App {
         }
     }
 
-    fn open_failover(&mut self) {
+    fn open_failover(&mut self) -> Option<Command> {
         let Some(subject) = self.subject() else {
             self.modal = Some(Modal::Message {
                 title: "Failover".into(),
                 body: "Select a cluster or a control plane first.".into(),
             });
-            return;
+            return None;
         };
         let targets = plan::targets(&self.topology, &subject);
         match plan::plan(
             &self.topology,
             &subject,
             targets.first().map(String::as_str),
+            None,
         ) {
             Ok(p) => {
                 let checks = preflight::preflight(&self.topology, &p, self.read_only);
-                self.modal = Some(Modal::Failover(Box::new(FailoverModal {
-                    subject: Some(subject),
-                    targets,
-                    target: 0,
-                    plan: p,
-                    checks,
-                    phase: Phase::Review,
-                    is_undo: false,
-                })));
+                let mut m = FailoverModal::new(p.clone(), checks, self.typed_confirmation);
+                m.subject = Some(subject);
+                m.targets = targets;
+                self.modal = Some(Modal::Failover(Box::new(m)));
+                Some(Command::Access(p))
             }
             Err(e) => {
                 self.modal = Some(Modal::Message {
                     title: "Failover".into(),
                     body: format!("Cannot fail over: {e}"),
-                })
+                });
+                None
             }
         }
     }
 
-    fn open_undo(&mut self) {
-        let Some(last) = &self.last_applied else {
+    /// Opens the review of a plan that finishes or reverts an earlier attempt.
+    fn open_review(
+        &mut self,
+        plan: crate::failover::plan::Plan,
+        resumes: Option<String>,
+        undoes: Option<String>,
+    ) -> Option<Command> {
+        let checks = preflight::preflight(&self.topology, &plan, self.read_only);
+        let mut m = FailoverModal::new(plan.clone(), checks, self.typed_confirmation);
+        m.is_undo = undoes.is_some();
+        m.resumes = resumes;
+        m.undoes = undoes;
+        self.modal = Some(Modal::Failover(Box::new(m)));
+        Some(Command::Access(plan))
+    }
+
+    fn open_undo(&mut self) -> Option<Command> {
+        let Some((attempt, last)) = &self.last_applied else {
             self.modal = Some(Modal::Message {
                 title: "Undo".into(),
-                body: "No failover to undo in this session.".into(),
+                body: "No failover to undo.".into(),
             });
-            return;
+            return None;
         };
-        let undo = last.inverse();
-        let checks = preflight::preflight(&self.topology, &undo, self.read_only);
-        self.modal = Some(Modal::Failover(Box::new(FailoverModal {
-            subject: None,
-            targets: vec![undo.to.clone()],
-            target: 0,
-            plan: undo,
-            checks,
-            phase: Phase::Review,
-            is_undo: true,
-        })));
+        let mut undo = last.inverse();
+        undo.undo_of = Some(attempt.clone());
+        let attempt = attempt.clone();
+        self.open_review(undo, None, Some(attempt))
+    }
+
+    fn on_pending_key(&mut self, key: KeyEvent) -> Option<Command> {
+        let Some(Modal::Pending(attempt)) = &self.modal else {
+            return None;
+        };
+        let attempt = (**attempt).clone();
+        match action_for(Scope::Pending, &key)? {
+            Action::Quit => self.quit = true,
+            Action::Resume => {
+                return self.open_review(attempt.plan.clone(), Some(attempt.id.clone()), None)
+            }
+            Action::Undo => {
+                return self.open_review(attempt.rollback(), None, Some(attempt.id.clone()))
+            }
+            Action::Escape => self.modal = None,
+            _ => {}
+        }
+        None
+    }
+
+    /// Typing the cluster's name to confirm a live failover.
+    fn on_confirm_key(&mut self, key: KeyEvent) -> Option<Command> {
+        let Some(Modal::Failover(m)) = &mut self.modal else {
+            return None;
+        };
+        match action_for(Scope::Confirm, &key) {
+            Some(Action::DeleteChar) => {
+                m.typed.pop();
+                None
+            }
+            Some(action) => self.on_failover_action(action),
+            None => {
+                if let KeyCode::Char(c) = key.code {
+                    if !key.modifiers.contains(KeyModifiers::CONTROL) {
+                        m.typed.push(c);
+                    }
+                }
+                None
+            }
+        }
     }
 
     fn on_failover_key(&mut self, key: KeyEvent) -> Option<Command> {
-        let done = matches!(&self.modal, Some(Modal::Failover(m)) if matches!(m.phase, Phase::Done { .. }));
+        let (done, typing) = match &self.modal {
+            Some(Modal::Failover(m)) => (
+                matches!(m.phase, Phase::Done { .. }),
+                m.phase == Phase::Review && m.confirm_name.is_some(),
+            ),
+            _ => return None,
+        };
+        if typing {
+            return self.on_confirm_key(key);
+        }
         let Some(action) = action_for(Scope::Failover, &key) else {
             // Once a failover is done, its window steps aside for any main key (e.g. `u`).
             if done {
@@ -373,6 +434,10 @@ impl App {
             }
             return None;
         };
+        self.on_failover_action(action)
+    }
+
+    fn on_failover_action(&mut self, action: Action) -> Option<Command> {
         let read_only = self.read_only;
         let topology = self.topology.clone();
         let Some(Modal::Failover(m)) = &mut self.modal else {
@@ -391,10 +456,13 @@ impl App {
             (Action::NextTarget, Phase::Review) if !m.is_undo && m.targets.len() > 1 => {
                 m.target = (m.target + 1) % m.targets.len();
                 if let Some(subject) = &m.subject {
-                    match plan::plan(&topology, subject, Some(&m.targets[m.target])) {
+                    match plan::plan(&topology, subject, Some(&m.targets[m.target]), None) {
                         Ok(p) => {
                             m.checks = preflight::preflight(&topology, &p, read_only);
-                            m.plan = p;
+                            m.confirm_name = m.confirm_name.as_ref().map(|_| p.cluster.clone());
+                            m.plan = p.clone();
+                            m.access = None;
+                            return Some(Command::Access(p));
                         }
                         Err(e) => {
                             m.checks = vec![preflight::Check {
@@ -409,7 +477,7 @@ impl App {
             (Action::Confirm, Phase::Review) => {
                 // Checks run again on the latest facts right before applying.
                 m.checks = preflight::preflight(&topology, &m.plan, read_only);
-                if preflight::blocking(&m.checks) {
+                if !m.may_apply() {
                     return None;
                 }
                 let steps = m
@@ -422,26 +490,48 @@ impl App {
                     })
                     .collect();
                 m.phase = Phase::Running { steps, note: None };
-                let plan = m.plan.clone();
+                let run = m.run();
                 let now = self.now;
                 self.push_log(LogEntry {
                     at: now,
                     severity: Severity::Info,
-                    message: format!("failover started: {}", plan.title()),
+                    message: format!("failover started: {}", run.plan.title()),
                 });
-                return Some(Command::Execute(plan));
+                return Some(Command::Execute(run));
             }
             _ => {}
         }
         None
     }
 
+    /// Attempts the audit log shows stopped half-way, and the newest undoable one: what the
+    /// runtime found at start.
+    pub fn on_history(&mut self, pending: Vec<Attempt>, undoable: Option<(String, Plan)>) {
+        if self.last_applied.is_none() {
+            self.last_applied = undoable;
+        }
+        if let Some(first) = pending.into_iter().next() {
+            if self.modal.is_none() {
+                self.modal = Some(Modal::Pending(Box::new(first)));
+            }
+        }
+    }
+
     pub fn on_progress(&mut self, progress: Progress) {
         let now = self.now;
+        if let Progress::Checked { plan, checks } = &progress {
+            if let Some(Modal::Failover(m)) = &mut self.modal {
+                if m.phase == Phase::Review && &m.plan == plan {
+                    m.access = Some(checks.clone());
+                }
+            }
+            return;
+        }
         if let Progress::Done {
             ok,
             message,
             applied,
+            attempt,
         } = &progress
         {
             let title = applied.title();
@@ -454,10 +544,10 @@ impl App {
                 ),
             });
             let was_undo = applied.undo_of.is_some();
-            if was_undo && *ok {
+            if was_undo && !applied.changes.is_empty() {
                 self.last_applied = None;
-            } else if !applied.changes.is_empty() && !was_undo {
-                self.last_applied = Some((**applied).clone());
+            } else if !applied.changes.is_empty() {
+                self.last_applied = Some((attempt.clone(), (**applied).clone()));
             }
         }
         let Some(Modal::Failover(m)) = &mut self.modal else {
@@ -473,7 +563,7 @@ impl App {
                     step.result = Some(result);
                 }
             }
-            Progress::Verifying(note) => {
+            Progress::Note(note) => {
                 if let Phase::Running { note: n, .. } = &mut m.phase {
                     *n = Some(note);
                 }
@@ -482,6 +572,7 @@ impl App {
                 let steps = std::mem::take(steps);
                 m.phase = Phase::Done { ok, message, steps };
             }
+            Progress::Checked { .. } => {}
         }
     }
 }

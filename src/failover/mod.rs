@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod kube;
 pub mod plan;
 pub mod preflight;
 pub mod writer;

@@ -1,7 +1,7 @@
 //! A failover is a plan: the exact object changes, computed purely from the topology, that can
 //! be printed, checked, applied, audited and inverted.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::topology::istio::{
     ANNOTATION_CONTROL_PLANE_CLUSTERS, DEFAULT_REVISION, LABEL_INJECTION, LABEL_REV,
@@ -10,7 +10,7 @@ use crate::topology::model::{Cluster, ClusterRole, ControlPlane, Injection, Sync
 
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "op")]
 pub enum Op {
     /// Set the string at a JSON pointer; `None` means absent.
@@ -24,7 +24,7 @@ pub enum Op {
 }
 
 /// One change to one object in one cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     /// Kubeconfig context.
     pub cluster: String,
@@ -61,31 +61,72 @@ impl Change {
         }
     }
 
-    /// The RFC 6902 patch: a `test` of the old value first, so a change made by someone else
-    /// in the meantime fails the step instead of being overwritten.
-    pub fn json_patch(&self, now: &str) -> json_patch::Patch {
-        let ops = match &self.op {
-            Op::Set { path, from, to } => {
-                let mut ops = Vec::new();
-                if let Some(from) = from {
-                    ops.push(serde_json::json!({"op": "test", "path": path, "value": from}));
-                }
-                match (from, to) {
-                    (_, Some(to)) => {
-                        ops.push(serde_json::json!({"op": "add", "path": path, "value": to}))
-                    }
-                    (Some(_), None) => ops.push(serde_json::json!({"op": "remove", "path": path})),
-                    (None, None) => {}
-                }
-                ops
+    /// The JSON pointer this change writes.
+    pub fn path(&self) -> String {
+        match &self.op {
+            Op::Set { path, .. } => path.clone(),
+            Op::Restart => format!(
+                "/spec/template/metadata/annotations/{}",
+                pointer_escape(RESTARTED_AT)
+            ),
+        }
+    }
+
+    /// The RFC 6902 patch for the object as it is now (`before`): a `test` of the old value
+    /// first, so a change made by someone else in the meantime fails the step instead of being
+    /// overwritten; missing parent maps are created; with `guard`, also a `test` of the
+    /// object's resourceVersion (nothing else changed since `before` was read).
+    pub fn patch(&self, before: &serde_json::Value, now: &str, guard: bool) -> json_patch::Patch {
+        use serde_json::json;
+        let mut ops = Vec::new();
+        if guard {
+            if let Some(rv) = before.pointer("/metadata/resourceVersion") {
+                ops.push(json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}));
             }
-            Op::Restart => vec![serde_json::json!({
-                "op": "add",
-                "path": format!("/spec/template/metadata/annotations/{}", pointer_escape(RESTARTED_AT)),
-                "value": now,
-            })],
+        }
+        let path = self.path();
+        let (from, to) = match &self.op {
+            Op::Set { from, to, .. } => (from.clone(), to.clone()),
+            Op::Restart => (None, Some(now.to_string())),
         };
+        if to.is_some() {
+            // Parents that do not exist yet (e.g. the first annotation of an object).
+            let segments: Vec<&str> = path.split('/').skip(1).collect();
+            let mut prefix = String::new();
+            for segment in &segments[..segments.len().saturating_sub(1)] {
+                prefix.push('/');
+                prefix.push_str(segment);
+                if before.pointer(&prefix).is_none() {
+                    ops.push(json!({"op": "add", "path": prefix, "value": {}}));
+                }
+            }
+        }
+        if let (Op::Set { .. }, Some(from)) = (&self.op, &from) {
+            ops.push(json!({"op": "test", "path": path, "value": from}));
+        }
+        match (&to, before.pointer(&path).is_some()) {
+            (Some(to), _) => ops.push(json!({"op": "add", "path": path, "value": to})),
+            (None, true) => ops.push(json!({"op": "remove", "path": path})),
+            (None, false) => {}
+        }
         serde_json::from_value(serde_json::Value::Array(ops)).unwrap_or_default()
+    }
+
+    /// The value this change expects to find before it writes (`None`: absent; a restart
+    /// expects nothing).
+    pub fn expects(&self) -> Option<Option<&str>> {
+        match &self.op {
+            Op::Set { from, .. } => Some(from.as_deref()),
+            Op::Restart => None,
+        }
+    }
+
+    /// The value this change leaves (`None`: absent); a restart leaves a new timestamp.
+    pub fn leaves(&self) -> Option<Option<&str>> {
+        match &self.op {
+            Op::Set { to, .. } => Some(to.as_deref()),
+            Op::Restart => None,
+        }
     }
 
     pub fn inverse(&self) -> Change {
@@ -101,7 +142,7 @@ impl Change {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanKind {
     /// Point a remote cluster at another primary's control plane.
@@ -110,7 +151,7 @@ pub enum PlanKind {
     SwitchRevision,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub kind: PlanKind,
     /// Context of the cluster whose proxies move.
@@ -158,7 +199,7 @@ impl Plan {
         }
     }
 
-    /// Printable form for `--dry-run` and the audit log.
+    /// Printable form for `--dry-run`.
     pub fn render_text(&self) -> String {
         let mut out = format!("{}\n", self.title());
         for (i, c) in self.changes.iter().enumerate() {
@@ -245,7 +286,13 @@ fn resolve<'a>(
 }
 
 /// Builds the plan that moves `subject` to control plane `target` (or the best target).
-pub fn plan(topology: &Topology, subject: &Subject, target: Option<&str>) -> Result<Plan, String> {
+/// `namespaces` limits a revision switch to those namespaces of a primary.
+pub fn plan(
+    topology: &Topology,
+    subject: &Subject,
+    target: Option<&str>,
+    namespaces: Option<&[String]>,
+) -> Result<Plan, String> {
     let (cluster, current) = resolve(topology, subject).ok_or_else(|| {
         "nothing to fail over here: select a cluster or a control plane".to_string()
     })?;
@@ -260,8 +307,18 @@ pub fn plan(topology: &Topology, subject: &Subject, target: Option<&str>) -> Res
     let target = topology
         .control_plane(&target_id)
         .ok_or_else(|| format!("unknown control plane {target_id}"))?;
+    if target.id == current.id {
+        return Err(format!("{} already serves {}", target.id, cluster.name));
+    }
     match cluster.role {
-        ClusterRole::Primary => Ok(switch_revision(cluster, current, target)),
+        ClusterRole::Primary => switch_revision(cluster, current, target, namespaces),
+        ClusterRole::Remote | ClusterRole::ExternalControlPlane if namespaces.is_some() => {
+            Err(format!(
+                "{} is a {}: its namespaces cannot move one by one (namespaces apply to a revision switch on a primary)",
+                cluster.name,
+                cluster.role.label()
+            ))
+        }
         ClusterRole::Remote | ClusterRole::ExternalControlPlane => {
             repoint_remote(cluster, current, target)
         }
@@ -307,8 +364,8 @@ fn repoint_remote(
     let mut changes = Vec::new();
     let ns = wiring.system_namespace.clone();
     if let Some(svc) = &wiring.istiod_service {
-        match wiring.address_kind.as_deref() {
-            Some("ExternalName") => changes.push(Change {
+        match (wiring.address_kind.as_deref(), &wiring.istiod_slice) {
+            (Some("ExternalName"), _) => changes.push(Change {
                 cluster: cluster.name.clone(),
                 kind: "Service".into(),
                 namespace: Some(ns.clone()),
@@ -319,7 +376,18 @@ fn repoint_remote(
                     to: Some(new_address.clone()),
                 },
             }),
-            other => {
+            (Some("EndpointSlice"), Some(slice)) => changes.push(Change {
+                cluster: cluster.name.clone(),
+                kind: "EndpointSlice".into(),
+                namespace: Some(ns.clone()),
+                name: slice.clone(),
+                op: Op::Set {
+                    path: "/endpoints/0/addresses/0".into(),
+                    from: wiring.istiod_address.clone(),
+                    to: Some(new_address.clone()),
+                },
+            }),
+            (other, _) => {
                 return Err(format!(
                     "Service {ns}/{svc}: repointing an address of kind {} is not supported yet",
                     other.unwrap_or("unknown")
@@ -327,21 +395,28 @@ fn repoint_remote(
             }
         }
     }
-    if let (Some(webhook), Some(url)) = (&wiring.injector_webhook, &wiring.injector_url) {
-        let new_url = replace_host(url, &new_address);
-        for i in 0..wiring.injector_hooks.max(1) {
-            changes.push(Change {
-                cluster: cluster.name.clone(),
-                kind: "MutatingWebhookConfiguration".into(),
-                namespace: None,
-                name: webhook.clone(),
-                op: Op::Set {
-                    path: format!("/webhooks/{i}/clientConfig/url"),
-                    from: Some(url.clone()),
-                    to: Some(new_url.clone()),
-                },
-            });
+    // The API server calls the injector: the target's own injector URL when its cluster calls
+    // it by URL, else its east-west gateway on the webhook port.
+    let injector_base = target
+        .injector_endpoint
+        .clone()
+        .unwrap_or_else(|| format!("https://{new_address}:{INJECTOR_PORT}"));
+    for hook in &wiring.hooks {
+        let new_url = replace_base(&hook.url, &injector_base);
+        if new_url == hook.url {
+            continue;
         }
+        changes.push(Change {
+            cluster: cluster.name.clone(),
+            kind: "MutatingWebhookConfiguration".into(),
+            namespace: None,
+            name: hook.configuration.clone(),
+            op: Op::Set {
+                path: format!("/webhooks/{}/clientConfig/url", hook.index),
+                from: Some(hook.url.clone()),
+                to: Some(new_url),
+            },
+        });
     }
     changes.push(Change {
         cluster: cluster.name.clone(),
@@ -370,22 +445,35 @@ fn repoint_remote(
     })
 }
 
-/// `https://host:15017/inject/...` with another host, path kept.
-fn replace_host(url: &str, host: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+/// istiod's webhook port, where an east-west gateway exposes the injector.
+const INJECTOR_PORT: u16 = 15017;
+
+/// `https://host:15017/inject/...` with another `scheme://host:port`, path kept.
+fn replace_base(url: &str, base: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let path_start = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..path_start];
-    let port = authority
-        .rsplit_once(':')
-        .map(|(_, p)| p)
-        .unwrap_or("15017");
-    format!("{scheme}://{host}:{port}{}", &rest[path_start..])
+    format!("{}{}", base.trim_end_matches('/'), &rest[path_start..])
 }
 
-fn switch_revision(cluster: &Cluster, current: &ControlPlane, target: &ControlPlane) -> Plan {
+fn switch_revision(
+    cluster: &Cluster,
+    current: &ControlPlane,
+    target: &ControlPlane,
+    only: Option<&[String]>,
+) -> Result<Plan, String> {
+    if let Some(only) = only {
+        for wanted in only {
+            if !cluster.namespaces.iter().any(|ns| &ns.name == wanted) {
+                return Err(format!("{} has no namespace {wanted}", cluster.name));
+            }
+        }
+    }
     let mut changes = Vec::new();
     let mut moved = Vec::new();
     for ns in cluster.namespaces.iter() {
+        if only.is_some_and(|o| !o.contains(&ns.name)) {
+            continue;
+        }
         let effective = match (&ns.injection, &ns.revision) {
             (Injection::Enabled, _) => DEFAULT_REVISION.to_string(),
             (_, Some(r)) => r.clone(),
@@ -421,8 +509,22 @@ fn switch_revision(cluster: &Cluster, current: &ControlPlane, target: &ControlPl
             },
         });
     }
+    if let Some(only) = only {
+        if let Some(other) = only.iter().find(|n| !moved.contains(n)) {
+            return Err(format!(
+                "namespace {other} of {} is not served by revision {}",
+                cluster.name, current.revision
+            ));
+        }
+    }
+    if moved.is_empty() {
+        return Err(format!(
+            "no namespace of {} uses revision {}",
+            cluster.name, current.revision
+        ));
+    }
     changes.extend(restarts(cluster, Some(&moved)));
-    Plan {
+    Ok(Plan {
         kind: PlanKind::SwitchRevision,
         cluster: cluster.name.clone(),
         cluster_id: cluster.cluster_id.clone(),
@@ -430,7 +532,7 @@ fn switch_revision(cluster: &Cluster, current: &ControlPlane, target: &ControlPl
         to: target.id.clone(),
         changes,
         undo_of: None,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -440,9 +542,9 @@ mod tests {
     #[test]
     fn host_is_replaced_and_path_kept() {
         assert_eq!(
-            replace_host(
+            replace_base(
                 "https://eastwest.east-1.example:15017/inject/cluster/east-2/net/network-east",
-                "eastwest.west-1.example"
+                "https://eastwest.west-1.example:15017"
             ),
             "https://eastwest.west-1.example:15017/inject/cluster/east-2/net/network-east"
         );
@@ -497,8 +599,38 @@ mod tests {
                 to: None,
             },
         };
-        let patch = serde_json::to_value(c.json_patch("now")).unwrap();
+        let before = serde_json::json!({"metadata": {"labels": {"istio-injection": "enabled"}}});
+        let patch = serde_json::to_value(c.patch(&before, "now", false)).unwrap();
         assert_eq!(patch[0]["op"], "test");
         assert_eq!(patch[1]["op"], "remove");
+        assert_eq!(patch.as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn patch_creates_missing_parents_and_guards_the_version() {
+        let c = Change {
+            cluster: "c".into(),
+            kind: "Namespace".into(),
+            namespace: None,
+            name: "istio-system".into(),
+            op: Op::Set {
+                path: "/metadata/annotations/topology.istio.io~1controlPlaneClusters".into(),
+                from: None,
+                to: Some("primary".into()),
+            },
+        };
+        let before =
+            serde_json::json!({"metadata": {"name": "istio-system", "resourceVersion": "7"}});
+        let patch = c.patch(&before, "now", true);
+        let mut doc = before.clone();
+        json_patch::patch(&mut doc, &patch).unwrap();
+        assert_eq!(
+            doc["metadata"]["annotations"]["topology.istio.io/controlPlaneClusters"],
+            "primary"
+        );
+        // Someone else wrote the object since it was read: the guard refuses.
+        let mut moved = before.clone();
+        moved["metadata"]["resourceVersion"] = "8".into();
+        assert!(json_patch::patch(&mut moved, &patch).is_err());
     }
 }

@@ -65,6 +65,8 @@ pub const KEY_ROOT_CERT: &str = "root-cert.pem";
 /// MutatingWebhookConfiguration `istio-sidecar-injector[-<rev>]`.
 pub const INJECTOR_WEBHOOK: &str = "istio-sidecar-injector";
 /// Path segments of an injector URL that name the cluster and the network.
+/// Path prefix of istiod's injection endpoint.
+pub const INJECT_PATH: &str = "/inject";
 pub const INJECT_URL_CLUSTER: &str = "/inject/cluster/";
 pub const INJECT_URL_NETWORK: &str = "/net/";
 /// Ports an east-west gateway opens to expose istiod to remotes (xDS, webhook).

@@ -191,6 +191,10 @@ pub struct ControlPlane {
     pub external: bool,
     /// Address of the east-west gateway that exposes this istiod to remotes.
     pub exposed_at: Option<String>,
+    /// `scheme://host:port` of its injector when its own cluster's webhook calls it by URL
+    /// (an API server can reach it there); `None` when that webhook calls a Service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub injector_endpoint: Option<String>,
     pub trust_domain: String,
     pub root_cert: Option<String>,
     pub probe_error: Option<String>,
@@ -304,9 +308,23 @@ pub struct RemoteWiring {
     pub injector_url: Option<String>,
     /// Webhooks in the injector configuration that carry that URL.
     pub injector_hooks: usize,
+    /// Every URL-based injection webhook of the cluster (injector and revision tags): what a
+    /// repoint rewrites.
+    pub hooks: Vec<WebhookHook>,
+    /// The EndpointSlice that gives a selector-less istiod Service its address.
+    pub istiod_slice: Option<String>,
     /// Annotation `topology.istio.io/controlPlaneClusters` on the system namespace.
     pub control_plane_clusters: Vec<String>,
     pub system_namespace: String,
+}
+
+/// One webhook of a MutatingWebhookConfiguration that calls an injector by URL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WebhookHook {
+    pub configuration: String,
+    /// Position in the configuration's `webhooks` list.
+    pub index: usize,
+    pub url: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -69,6 +69,7 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
         Some(Modal::Failover(m)) => {
             modal::failover(frame, &theme, area, m, app.read_only, &app.key_context())
         }
+        Some(Modal::Pending(a)) => modal::pending(frame, &theme, area, a),
         None => {}
     }
 }

@@ -9,8 +9,9 @@ use ratatui::Frame;
 use super::{centered, clear};
 use crate::app::action::{hints, key, keys, keys_label, Action, Context, Scope, KEYMAP};
 use crate::app::state::{FailoverModal, Phase, StepView};
+use crate::failover::audit::Attempt;
 use crate::failover::plan::Op;
-use crate::failover::preflight::{blocking, Verdict};
+use crate::failover::preflight::Verdict;
 use crate::theme::Theme;
 use crate::topology::model::Health;
 
@@ -23,6 +24,8 @@ fn frame_block(theme: &Theme, title: &str) -> Block<'static> {
 }
 
 pub fn help(frame: &mut Frame, theme: &Theme, area: Rect) {
+    let width = 88.min(area.width);
+    let inner = width.saturating_sub(2).max(1) as usize;
     let mut lines = vec![Line::styled(
         "Keys",
         theme.accent().add_modifier(Modifier::BOLD),
@@ -30,6 +33,11 @@ pub fn help(frame: &mut Frame, theme: &Theme, area: Rect) {
     for (scope, title) in [
         (Scope::Main, None),
         (Scope::Failover, Some("In the failover window")),
+        (
+            Scope::Confirm,
+            Some("Confirming a live failover (type the cluster's name)"),
+        ),
+        (Scope::Pending, Some("When a failover was interrupted")),
         (Scope::Filter, Some("While typing a filter")),
         (
             Scope::Overlay,
@@ -40,12 +48,37 @@ pub fn help(frame: &mut Frame, theme: &Theme, area: Rect) {
             lines.push(Line::raw(""));
             lines.push(Line::styled(t, theme.accent().add_modifier(Modifier::BOLD)));
         }
-        for b in KEYMAP.iter().filter(|b| b.scope == scope) {
-            lines.push(Line::from(vec![
-                Span::styled(format!("  {:<16}", keys_label(b)), theme.accent()),
-                Span::styled(b.help, theme.base()),
-            ]));
+        let bindings = KEYMAP.iter().filter(|b| b.scope == scope);
+        if scope == Scope::Main {
+            for b in bindings {
+                lines.push(Line::from(vec![
+                    Span::styled(format!("  {:<16}", keys_label(b)), theme.accent()),
+                    Span::styled(b.help, theme.base()),
+                ]));
+            }
+            continue;
         }
+        // Windows and prompts: their keys side by side, packed so that no binding is split
+        // across lines and help fits a small terminal.
+        let mut spans: Vec<Span> = vec![Span::raw("  ")];
+        let mut used = 2;
+        for b in bindings {
+            let (keys, help) = (keys_label(b), format!(" {}", b.help));
+            let width = keys.chars().count() + help.chars().count() + 3;
+            if used > 2 && used + width > inner {
+                lines.push(Line::from(std::mem::replace(
+                    &mut spans,
+                    vec![Span::raw("  ")],
+                )));
+                used = 2;
+            } else if used > 2 {
+                spans.push(Span::styled(" · ", theme.muted()));
+            }
+            spans.push(Span::styled(keys, theme.accent()));
+            spans.push(Span::styled(help, theme.base()));
+            used += width;
+        }
+        lines.push(Line::from(spans));
     }
     lines.push(Line::raw(""));
     lines.push(Line::styled(
@@ -53,8 +86,13 @@ pub fn help(frame: &mut Frame, theme: &Theme, area: Rect) {
         theme.muted(),
     ));
     lines.push(Line::styled("Any key closes this help.", theme.muted()));
-    let h = lines.len() as u16 + 2;
-    let rect = centered(area, 72, h);
+    // Wrapped lines count too.
+    let h: u16 = lines
+        .iter()
+        .map(|l| l.width().div_ceil(inner).max(1) as u16)
+        .sum::<u16>()
+        + 2;
+    let rect = centered(area, width, h);
     clear(frame, rect);
     frame.render_widget(
         Paragraph::new(lines)
@@ -230,7 +268,7 @@ pub fn failover(
                 "Pre-flight checks",
                 theme.accent().add_modifier(Modifier::BOLD),
             ));
-            for c in &m.checks {
+            for c in m.all_checks() {
                 let h = match c.verdict {
                     Verdict::Pass => Health::Healthy,
                     Verdict::Warn => Health::Degraded,
@@ -245,8 +283,15 @@ pub fn failover(
                     Span::styled(c.reason.clone(), theme.muted()),
                 ]));
             }
+            if m.access.is_none() {
+                lines.push(Line::styled(
+                    "  ⧗ asking the API server: permissions (SelfSubjectAccessReview), failover lock",
+                    theme.muted(),
+                ));
+            }
             lines.push(Line::raw(""));
-            if blocking(&m.checks) {
+            let blocked = m.all_checks().any(|c| c.verdict == Verdict::Fail);
+            if blocked {
                 lines.push(Line::styled(
                     if read_only {
                         format!("Read-only: this plan cannot be applied. {close} closes.")
@@ -255,6 +300,27 @@ pub fn failover(
                     },
                     theme.health(Health::Down),
                 ));
+            } else if let Some(name) = &m.confirm_name {
+                lines.push(Line::styled(
+                    format!(
+                        "This writes to {name}. Type the cluster's name to apply, then {}; {} cancels.",
+                        key(Scope::Confirm, Action::Confirm),
+                        key(Scope::Confirm, Action::Escape)
+                    ),
+                    theme.health(Health::Degraded).add_modifier(Modifier::BOLD),
+                ));
+                let matches = &m.typed == name;
+                lines.push(Line::from(vec![
+                    Span::styled("  cluster name › ", theme.muted()),
+                    Span::styled(
+                        format!("{}█", m.typed),
+                        if matches {
+                            theme.health(Health::Healthy).add_modifier(Modifier::BOLD)
+                        } else {
+                            theme.base()
+                        },
+                    ),
+                ]));
             } else {
                 lines.push(Line::styled(
                     format!(
@@ -305,7 +371,12 @@ pub fn failover(
             ));
         }
     }
-    let hint: String = hints(Scope::Failover, context)
+    let scope = if m.phase == Phase::Review && m.confirm_name.is_some() {
+        Scope::Confirm
+    } else {
+        Scope::Failover
+    };
+    let hint: String = hints(scope, context)
         .into_iter()
         .map(|(k, l)| format!("{k} {l}"))
         .collect::<Vec<_>>()
@@ -315,6 +386,57 @@ pub fn failover(
     frame.render_widget(
         Paragraph::new(lines)
             .block(block)
+            .wrap(Wrap { trim: false }),
+        rect,
+    );
+}
+
+/// An attempt the audit log shows stopped half-way.
+pub fn pending(frame: &mut Frame, theme: &Theme, area: Rect, a: &Attempt) {
+    let rect = centered(area, area.width.saturating_sub(4).min(110), 16);
+    clear(frame, rect);
+    let mut lines = vec![
+        Line::styled(a.plan.title(), theme.title()),
+        Line::raw(""),
+        Line::styled(
+            format!(
+                "Attempt {} by {} stopped after {} of {} steps ({}).",
+                a.id,
+                a.user,
+                a.applied.len(),
+                a.plan.changes.len(),
+                a.status()
+            ),
+            theme.health(Health::Degraded).add_modifier(Modifier::BOLD),
+        ),
+    ];
+    if let Some((i, why)) = &a.failed {
+        lines.push(Line::styled(
+            format!("Step {} failed: {why}", i + 1),
+            theme.muted(),
+        ));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::raw(format!(
+        "[{}] resume: check every object again and write the steps still missing",
+        key(Scope::Pending, Action::Resume)
+    )));
+    lines.push(Line::raw(format!(
+        "[{}] roll back: restore what it wrote from the snapshots",
+        key(Scope::Pending, Action::Undo)
+    )));
+    lines.push(Line::raw(format!(
+        "[{}] decide later (`meshtop failover --list` shows it)",
+        key(Scope::Pending, Action::Escape)
+    )));
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        "Either way you see the plan and its checks first.",
+        theme.muted(),
+    ));
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(frame_block(theme, "Unfinished failover"))
             .wrap(Wrap { trim: false }),
         rect,
     );

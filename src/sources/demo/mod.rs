@@ -10,8 +10,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::failover::plan::{Change, Op};
-use crate::failover::writer::Writer;
+use crate::failover::plan::{Change, Op, Plan};
+use crate::failover::preflight::{Check, Verdict};
+use crate::failover::writer::{Lock, Snapshot, Writer};
 use crate::topology::clock::rfc3339_now;
 use crate::topology::istio::*;
 use crate::topology::snapshot::{
@@ -161,13 +162,14 @@ impl DemoSim {
     }
 }
 
-/// A request to the simulated mesh to apply one change.
+/// A request to the simulated mesh: read the object a change touches, or apply the change.
 pub struct DemoWrite {
     pub change: Change,
-    pub reply: oneshot::Sender<Result<(), String>>,
+    pub apply: bool,
+    pub reply: oneshot::Sender<Result<Value, String>>,
 }
 
-/// Sends failover changes to the simulator task ([`run`]).
+/// Sends failover reads and writes to the simulator task ([`run`]).
 #[derive(Clone)]
 pub struct DemoWriter(mpsc::UnboundedSender<DemoWrite>);
 
@@ -175,19 +177,51 @@ impl DemoWriter {
     pub fn new(writes: mpsc::UnboundedSender<DemoWrite>) -> DemoWriter {
         DemoWriter(writes)
     }
-}
 
-impl Writer for DemoWriter {
-    async fn apply(&self, change: &Change) -> Result<(), String> {
+    async fn ask(&self, change: &Change, apply: bool) -> Result<Snapshot, String> {
         let (reply, rx) = oneshot::channel();
         self.0
             .send(DemoWrite {
                 change: change.clone(),
+                apply,
                 reply,
             })
             .map_err(|_| "the simulated mesh has stopped".to_string())?;
         rx.await
             .map_err(|_| "the simulated mesh dropped the request".to_string())?
+            .map(Snapshot::trimmed)
+    }
+}
+
+impl Writer for DemoWriter {
+    async fn access(&self, _plan: &Plan) -> Vec<Check> {
+        vec![Check {
+            name: "writes permitted".into(),
+            verdict: Verdict::Pass,
+            reason: "simulated mesh: every write is allowed".into(),
+        }]
+    }
+
+    async fn lock(
+        &self,
+        _plan: &Plan,
+        _attempt: &str,
+        _resuming: Option<&str>,
+    ) -> Result<Lock, String> {
+        Ok(Lock::local())
+    }
+
+    async fn read(&self, change: &Change) -> Result<Snapshot, String> {
+        self.ask(change, false).await
+    }
+
+    async fn write(&self, change: &Change, _before: &Snapshot) -> Result<Snapshot, String> {
+        self.ask(change, true).await
+    }
+
+    async fn rolled_out(&self, _change: &Change) -> Result<bool, String> {
+        // The simulator replaces pods at once.
+        Ok(true)
     }
 }
 
@@ -214,15 +248,18 @@ pub async fn run(
                 }
             }
             Some(write) = writes.recv() => {
-                let result = sim.write(&write.change);
-                let reply = match result {
-                    Ok(batch) => {
-                        if updates.send(batch).is_err() {
-                            return;
+                let reply = if write.apply {
+                    match sim.write(&write.change) {
+                        Ok((batch, after)) => {
+                            if updates.send(batch).is_err() {
+                                return;
+                            }
+                            Ok(after)
                         }
-                        Ok(())
+                        Err(e) => Err(e),
                     }
-                    Err(e) => Err(e),
+                } else {
+                    sim.read(&write.change)
                 };
                 let _ = write.reply.send(reply);
             }

@@ -1,11 +1,11 @@
-//! Failover writes: JSON patches applied the way the API server would.
+//! Failover reads and writes: objects read and JSON patches applied the way the API server
+//! would.
 
 use super::*;
 
 impl DemoSim {
-    /// Applies one failover change to the simulated clusters, exactly as the API server would
-    /// apply the change's JSON patch (including its `test` of the old value).
-    pub fn write(&mut self, change: &Change) -> Result<Vec<Update>, String> {
+    /// The object a change touches, as JSON (what the API server would return).
+    pub fn read(&self, change: &Change) -> Result<Value, String> {
         let snapshot = self
             .world
             .clusters
@@ -17,63 +17,65 @@ impl DemoSim {
             change.name.clone(),
         );
         let not_found = || format!("{} not found in {}", change.object(), change.cluster);
-        let patch = change.json_patch(&rfc3339_now());
-        fn patched<T: serde::Serialize + DeserializeOwned>(
-            object: &T,
-            patch: &json_patch::Patch,
-        ) -> Result<T, String> {
-            let mut doc = serde_json::to_value(object).map_err(|e| e.to_string())?;
-            json_patch::patch(&mut doc, patch).map_err(|e| format!("patch rejected: {e}"))?;
-            serde_json::from_value(doc).map_err(|e| e.to_string())
+        fn json<T: serde::Serialize>(object: Option<&T>) -> Option<Result<Value, String>> {
+            object.map(|o| serde_json::to_value(o).map_err(|e| e.to_string()))
+        }
+        match change.kind.as_str() {
+            "Service" => json(snapshot.services.get(&key)),
+            "Namespace" => json(snapshot.namespaces.get(&key)),
+            "MutatingWebhookConfiguration" => json(snapshot.webhooks.get(&key)),
+            "Deployment" => json(snapshot.deployments.get(&key)),
+            "EndpointSlice" => json(snapshot.endpoint_slices.get(&key)),
+            other => return Err(format!("the demo cannot read {other}")),
+        }
+        .ok_or_else(not_found)?
+    }
+
+    /// Applies one failover change to the simulated clusters, exactly as the API server would
+    /// apply the change's JSON patch (including its `test` of the old value). Returns the
+    /// updates to send and the object after.
+    pub fn write(&mut self, change: &Change) -> Result<(Vec<Update>, Value), String> {
+        let before = self.read(change)?;
+        let not_found = || format!("{} not found in {}", change.object(), change.cluster);
+        let patch = change.patch(&before, &rfc3339_now(), false);
+        let mut after = before.clone();
+        json_patch::patch(&mut after, &patch).map_err(|e| format!("patch rejected: {e}"))?;
+        fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, String> {
+            serde_json::from_value(v.clone()).map_err(|e| e.to_string())
         }
         let object = match change.kind.as_str() {
-            "Service" => KubeObject::Service(patched(
-                snapshot.services.get(&key).ok_or_else(not_found)?,
-                &patch,
-            )?),
-            "Namespace" => KubeObject::Namespace(patched(
-                snapshot.namespaces.get(&key).ok_or_else(not_found)?,
-                &patch,
-            )?),
-            "MutatingWebhookConfiguration" => KubeObject::MutatingWebhook(patched(
-                snapshot.webhooks.get(&key).ok_or_else(not_found)?,
-                &patch,
-            )?),
-            "Deployment" => {
-                let d = snapshot
-                    .deployments
-                    .get(&key)
-                    .ok_or_else(not_found)?
-                    .clone();
-                if change.op == Op::Restart {
-                    // A restart replaces every pod: new generation, same replicas.
-                    let i = self
-                        .workloads
-                        .iter()
-                        .position(|w| {
-                            w.context == change.cluster
-                                && Some(&w.namespace) == change.namespace.as_ref()
-                                && w.name == change.name
-                        })
-                        .ok_or_else(not_found)?;
-                    let old = self.workloads[i].replicas;
-                    for p in 0..old {
-                        let w = &self.workloads[i];
-                        let pod_name = format!("{}-{:04x}-{p}", w.name, w.generation);
-                        let (ctx, ns) = (w.context.clone(), w.namespace.clone());
-                        self.delete(&ctx, ObjectKind::Pod, &ns, &pod_name);
-                    }
-                    self.workloads[i].generation += 1;
-                    self.render_workload(i, 0);
-                    self.probe_all();
-                    return Ok(self.drain());
+            "Service" => KubeObject::Service(typed(&after)?),
+            "Namespace" => KubeObject::Namespace(typed(&after)?),
+            "MutatingWebhookConfiguration" => KubeObject::MutatingWebhook(typed(&after)?),
+            "EndpointSlice" => KubeObject::EndpointSlice(typed(&after)?),
+            "Deployment" if change.op == Op::Restart => {
+                // A restart replaces every pod: new generation, same replicas.
+                let i = self
+                    .workloads
+                    .iter()
+                    .position(|w| {
+                        w.context == change.cluster
+                            && Some(&w.namespace) == change.namespace.as_ref()
+                            && w.name == change.name
+                    })
+                    .ok_or_else(not_found)?;
+                let old = self.workloads[i].replicas;
+                for p in 0..old {
+                    let w = &self.workloads[i];
+                    let pod_name = format!("{}-{:04x}-{p}", w.name, w.generation);
+                    let (ctx, ns) = (w.context.clone(), w.namespace.clone());
+                    self.delete(&ctx, ObjectKind::Pod, &ns, &pod_name);
                 }
-                KubeObject::Deployment(patched(&d, &patch)?)
+                self.workloads[i].generation += 1;
+                self.render_workload(i, 0);
+                self.probe_all();
+                return Ok((self.drain(), after));
             }
+            "Deployment" => KubeObject::Deployment(typed(&after)?),
             other => return Err(format!("the demo cannot patch {other}")),
         };
         self.emit(&change.cluster, object);
         self.probe_all();
-        Ok(self.drain())
+        Ok((self.drain(), after))
     }
 }

@@ -21,6 +21,8 @@ pub struct Target {
     pub display_name: Option<String>,
     /// Istio's cluster id of this context, when the config file says it.
     pub cluster_id: Option<String>,
+    /// The context's kubeconfig user (a name, never its credentials).
+    pub user: String,
 }
 
 /// What the user asked for that cannot be had: exit code 2.
@@ -164,7 +166,15 @@ pub async fn resolve(
         let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
             .await
             .map_err(|e| format!("kubeconfig: {}", error_chain(&e)));
+        let user = kubeconfig
+            .contexts
+            .iter()
+            .find(|c| c.name == context)
+            .and_then(|c| c.context.as_ref())
+            .and_then(|c| c.user.clone())
+            .unwrap_or_else(|| "unknown".into());
         targets.push(Target {
+            user,
             context,
             config,
             istiod_url: settings.and_then(|s| s.istiod_url.clone()),

@@ -307,7 +307,7 @@ async fn heartbeat(client: Client, shared: Shared) {
 
 /// The innermost cause of a client error: "Connection refused (os error 111)" rather than
 /// three layers of wrappers.
-fn short_error(e: &kube::Error) -> String {
+pub fn short_error(e: &kube::Error) -> String {
     let mut source: &dyn std::error::Error = e;
     while let Some(next) = source.source() {
         source = next;

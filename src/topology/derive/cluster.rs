@@ -102,8 +102,9 @@ impl<K: PartialEq, T> Memo<K, T> {
     }
 }
 
-/// Deployments, istiod probes, Secrets, ConfigMaps versions; cluster id; gateways generation.
-type ControlPlanesKey = (u64, u64, u64, u64, String, u64);
+/// Deployments, istiod probes, Secrets, ConfigMaps, webhooks versions; cluster id; gateways
+/// generation.
+type ControlPlanesKey = (u64, u64, u64, u64, u64, String, u64);
 
 /// Who a cluster is: its cluster id and network.
 struct Identity {
@@ -185,6 +186,7 @@ impl ClusterReader {
             k.istiod_probes,
             k.secrets,
             k.config_maps,
+            k.webhooks,
             identity.cluster_id.clone(),
             // Where each control plane is exposed follows the gateways.
             self.gateways.generation,

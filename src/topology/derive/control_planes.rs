@@ -72,7 +72,7 @@ pub(super) fn control_planes(
             namespace: ns.clone(),
             cluster: s.context.clone(),
             cluster_id: cp_cluster_id,
-            revision,
+            revision: revision.clone(),
             ready: false,
             ready_replicas,
             replicas,
@@ -89,6 +89,9 @@ pub(super) fn control_planes(
             external_istiod: container_env(d, ENV_EXTERNAL_ISTIOD).as_deref() == Some("true"),
             external,
             exposed_at: None,
+            injector_endpoint: (!external)
+                .then(|| super::wiring::injector_endpoint(s, &revision))
+                .flatten(),
             trust_domain: settings
                 .trust_domain_by_namespace
                 .get(&ns)

@@ -3,7 +3,7 @@
 
 use super::objects::{annotation, label, name};
 use crate::topology::istio::*;
-use crate::topology::model::RemoteWiring;
+use crate::topology::model::{RemoteWiring, WebhookHook};
 use crate::topology::snapshot::ClusterSnapshot;
 
 /// The URL-based injector webhook of a remote or externally controlled cluster.
@@ -51,6 +51,47 @@ pub(super) fn injector(s: &ClusterSnapshot) -> Option<Injector> {
         })
 }
 
+/// Every webhook, in every MutatingWebhookConfiguration, that calls an injector by URL.
+pub(super) fn injection_hooks(s: &ClusterSnapshot) -> Vec<WebhookHook> {
+    let mut hooks = Vec::new();
+    for w in s.webhooks.values() {
+        for (index, h) in w.webhooks.iter().flatten().enumerate() {
+            if let Some(url) = h
+                .client_config
+                .url
+                .as_ref()
+                .filter(|u| u.contains(INJECT_PATH))
+            {
+                hooks.push(WebhookHook {
+                    configuration: name(&w.metadata),
+                    index,
+                    url: url.clone(),
+                });
+            }
+        }
+    }
+    hooks
+}
+
+/// `scheme://host:port` of the injector that serves `revision` in this cluster, when the
+/// cluster's own webhook calls it by URL.
+pub(super) fn injector_endpoint(s: &ClusterSnapshot, revision: &str) -> Option<String> {
+    let wanted = if revision == DEFAULT_REVISION {
+        INJECTOR_WEBHOOK.to_string()
+    } else {
+        format!("{INJECTOR_WEBHOOK}-{revision}")
+    };
+    let w = s.webhooks.values().find(|w| name(&w.metadata) == wanted)?;
+    let url = w
+        .webhooks
+        .iter()
+        .flatten()
+        .find_map(|h| h.client_config.url.clone())?;
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    Some(format!("{scheme}://{authority}"))
+}
+
 /// The `controlPlaneClusters` annotation of the system namespace, when it is set.
 pub(super) fn control_plane_clusters(s: &ClusterSnapshot) -> Option<Vec<String>> {
     let system_ns = s
@@ -72,6 +113,7 @@ pub(super) fn remote_wiring(s: &ClusterSnapshot, injector: Option<&Injector>) ->
         .take_while(|((ns, _), _)| ns == SYSTEM_NAMESPACE)
         .find(|((_, n), _)| is_revisioned(n, ISTIOD))
         .map(|((_, n), svc)| (n.clone(), svc));
+    let mut istiod_slice = None;
     let (istiod_service, istiod_address, address_kind) = match istiod {
         Some((svc_name, svc)) => {
             let spec = svc.spec.clone().unwrap_or_default();
@@ -93,6 +135,7 @@ pub(super) fn remote_wiring(s: &ClusterSnapshot, injector: Option<&Injector>) ->
                     });
                 let addr =
                     slice.and_then(|sl| sl.endpoints.as_ref()?.first()?.addresses.first().cloned());
+                istiod_slice = slice.map(|sl| name(&sl.metadata));
                 (Some(svc_name), addr, slice.map(|_| "EndpointSlice".into()))
             }
         }
@@ -105,6 +148,8 @@ pub(super) fn remote_wiring(s: &ClusterSnapshot, injector: Option<&Injector>) ->
         injector_webhook: injector.map(|i| i.name.clone()),
         injector_hooks: injector.map(|i| i.hooks).unwrap_or(0),
         injector_url: injector.map(|i| i.url.clone()),
+        hooks: injection_hooks(s),
+        istiod_slice,
         control_plane_clusters: control_plane_clusters(s).unwrap_or_default(),
         system_namespace: SYSTEM_NAMESPACE.into(),
     }
