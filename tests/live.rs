@@ -23,7 +23,9 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use common::live::{all_live, cluster, clusters, model_ready, secret_values, summary, Live};
+use common::live::{
+    all_live, cluster, clusters, model_ready, restricted_kubeconfig, secret_values, summary, Live,
+};
 use common::testenv::{get_local, testenv, wait_for, TestEnv};
 
 static ENV_LOCK: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
@@ -461,87 +463,6 @@ async fn a_user_without_secret_rights_gets_the_rest() -> Result<()> {
         "the rest is shown"
     );
     Ok(())
-}
-
-/// A kubeconfig for a ServiceAccount that may read everything meshtop reads except Secrets.
-async fn restricted_kubeconfig(env: &TestEnv, context: &str) -> Result<PathBuf> {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    let client = env.client(context).await?;
-    let pp = PatchParams::apply("meshtop-tests").force();
-    let role: ClusterRole = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": "meshtop-no-secrets"},
-        "rules": [
-            {"apiGroups": [""], "resources": ["namespaces", "nodes", "pods", "services", "configmaps"],
-             "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
-             "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["security.istio.io"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["create", "get"]}
-        ]
-    }))?;
-    Api::<ClusterRole>::all(client.clone())
-        .patch("meshtop-no-secrets", &pp, &Patch::Apply(&role))
-        .await?;
-    let sa: ServiceAccount = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "meshtop-viewer", "namespace": "default"}
-    }))?;
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    sas.patch("meshtop-viewer", &pp, &Patch::Apply(&sa)).await?;
-    let binding: ClusterRoleBinding = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "meshtop-no-secrets"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "meshtop-no-secrets"},
-        "subjects": [{"kind": "ServiceAccount", "name": "meshtop-viewer", "namespace": "default"}]
-    }))?;
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .patch("meshtop-no-secrets", &pp, &Patch::Apply(&binding))
-        .await?;
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let token = wait_for(
-        "a token for meshtop-viewer",
-        Duration::from_secs(20),
-        || {
-            let sas = sas.clone();
-            let request = request.clone();
-            async move {
-                let r = sas
-                    .create_token_request("meshtop-viewer", &Default::default(), &request)
-                    .await?;
-                Ok(r.status.map(|s| s.token))
-            }
-        },
-    )
-    .await?;
-    let full: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&env.kubeconfig)?)?;
-    let cluster = full["clusters"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == context)
-        .cloned()
-        .context("the context's cluster entry")?;
-    let kc = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [serde_json::to_value(&cluster)?],
-        "users": [{"name": "viewer", "user": {"token": token}}],
-        "contexts": [{"name": context, "context": {"cluster": context, "user": "viewer"}}],
-        "current-context": context,
-    });
-    let path = std::env::temp_dir().join(format!("meshtop-viewer-{}.yaml", std::process::id()));
-    std::fs::write(&path, serde_yaml::to_string(&kc)?)?;
-    Ok(path)
 }
 
 /// A context whose server refuses connections is down with the reason; the others are live.

@@ -74,7 +74,8 @@ impl Run {
     }
 }
 
-/// What the object holds at the change's path, against what the plan expects there.
+/// What the object holds at the change's path, against what the plan expects there. A run
+/// that finishes or reverts an earlier attempt also accepts a step already done.
 fn mismatch(change: &Change, current: Option<&str>, resuming: bool) -> Option<String> {
     let expected = change.expects()?;
     if current == expected || (resuming && change.leaves() == Some(current)) {
@@ -139,7 +140,8 @@ pub async fn execute<W: Writer>(
     };
 
     send(Progress::Note(format!("locking {}", plan.cluster)));
-    let lock = match writer.lock(&plan, &attempt, resumes.as_deref()).await {
+    let takes_over = resumes.as_deref().or(undoes.as_deref());
+    let lock = match writer.lock(&plan, &attempt, takes_over).await {
         Ok(lock) => lock,
         Err(e) => return finish(Outcome::Refused, format!("nothing written: {e}"), applied),
     };
@@ -165,7 +167,7 @@ pub async fn execute<W: Writer>(
             }
         };
         let current = found.value_at(&change.path());
-        if let Some(why) = mismatch(change, current.as_deref(), resumes.is_some()) {
+        if let Some(why) = mismatch(change, current.as_deref(), takes_over.is_some()) {
             release(lock).await;
             return finish(
                 Outcome::Refused,
@@ -208,7 +210,9 @@ pub async fn execute<W: Writer>(
             }
         };
         let old = before.value_at(&path);
-        if resumes.is_some() && change.op != Op::Restart && change.leaves() == Some(old.as_deref())
+        if takes_over.is_some()
+            && change.op != Op::Restart
+            && change.leaves() == Some(old.as_deref())
         {
             record(Event::Step {
                 index,

@@ -121,8 +121,18 @@ impl Attempt {
 
     /// The plan that reverts what this attempt wrote, newest write first; restarts are done
     /// again at the end so that proxies reconnect where they were.
+    ///
+    /// The step that failed is reverted too: a write whose answer was lost (an API server that
+    /// stopped mid-request) may still have landed. Each step of a rollback that finds its
+    /// object already as it should be is recorded as such, so either way ends right.
     pub fn rollback(&self) -> Plan {
-        let mut undo = self.applied_plan().inverse();
+        let mut written = self.applied_plan();
+        if let Some((i, _)) = &self.failed {
+            if let Some(c) = self.plan.changes.get(*i).filter(|c| c.op != Op::Restart) {
+                written.changes.push(c.clone());
+            }
+        }
+        let mut undo = written.inverse();
         undo.undo_of = Some(self.id.clone());
         undo
     }
@@ -172,8 +182,26 @@ pub fn new_attempt_id() -> String {
 
 /// `<os user>@<host>`.
 pub fn local_user() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(user_from_passwd)
+        .unwrap_or_else(|| "unknown".into());
     format!("{user}@{}", hostname())
+}
+
+/// The name of this process's user in /etc/passwd.
+fn user_from_passwd() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
 }
 
 pub fn hostname() -> String {
@@ -244,9 +272,14 @@ impl AuditLog {
             .join(attempt);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let file = dir.join(format!(
-            "{index:03}-{}-{}-{}.json",
+            "{index:03}-{}-{}-{}{}.json",
             change.cluster,
             change.kind,
+            change
+                .namespace
+                .as_ref()
+                .map(|ns| format!("{ns}-"))
+                .unwrap_or_default(),
             change.name.replace('/', "_")
         ));
         let text = serde_json::to_string_pretty(&snapshot.0).map_err(|e| e.to_string())?;
@@ -328,14 +361,15 @@ pub fn pending(attempts: &[Attempt]) -> Vec<&Attempt> {
 }
 
 /// The newest attempt `undo` reverts by default: it wrote something, is not an undo itself,
-/// and has not been undone.
+/// has not been undone, and was not finished by a resume (the resume covers its writes).
 pub fn latest_undoable(attempts: &[Attempt]) -> Option<&Attempt> {
     attempts.iter().rev().find(|a| {
         !a.applied.is_empty()
             && a.undoes.is_none()
-            && !attempts
-                .iter()
-                .any(|b| b.undoes.as_deref() == Some(a.id.as_str()) && b.end.is_some())
+            && !attempts.iter().any(|b| {
+                (b.undoes.as_deref() == Some(a.id.as_str()) && b.end.is_some())
+                    || b.resumes.as_deref() == Some(a.id.as_str())
+            })
     })
 }
 

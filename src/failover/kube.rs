@@ -395,18 +395,32 @@ impl Writer for KubeWriter {
         let where_ = format!("Lease {SYSTEM_NAMESPACE}/{LEASE_NAME} in {}", plan.cluster);
         match bounded(leases.get_opt(LEASE_NAME)).await? {
             None => {
-                bounded(leases.create(&PostParams::default(), &fresh(None)))
-                    .await
-                    .map_err(|e| format!("{where_}: {e} (another meshtop took it first?)"))?;
+                if let Err(e) = bounded(leases.create(&PostParams::default(), &fresh(None))).await {
+                    // Created by another meshtop in the meantime: say who.
+                    return Err(match bounded(leases.get_opt(LEASE_NAME)).await {
+                        Ok(Some(lease)) => format!(
+                            "another failover holds {where_}: {} ({})",
+                            lease
+                                .spec
+                                .as_ref()
+                                .and_then(|s| s.holder_identity.clone())
+                                .unwrap_or_default(),
+                            lease_plan(&lease)
+                        ),
+                        _ => format!("{where_}: {e}"),
+                    });
+                }
             }
             Some(lease) => {
                 if let Some((other, until)) = held(&lease) {
-                    // A resume may take over from the process that ran the attempt, when
-                    // that process is gone from this host.
+                    // Finishing or reverting an attempt may take over its lock from the
+                    // process that ran it, when that process is gone from this host (or is
+                    // this one, whose attempt has ended).
                     let own_dead_attempt = resuming.is_some()
                         && lease_attempt(&lease).as_deref() == resuming
                         && holder_host_pid(&other).is_some_and(|(host, pid)| {
-                            host == super::audit::hostname() && !pid_alive(pid)
+                            host == super::audit::hostname()
+                                && (!pid_alive(pid) || pid == std::process::id())
                         });
                     if !own_dead_attempt {
                         return Err(format!(
@@ -419,7 +433,7 @@ impl Writer for KubeWriter {
                 let rv = lease.metadata.resource_version.clone();
                 bounded(leases.replace(LEASE_NAME, &PostParams::default(), &fresh(rv)))
                     .await
-                    .map_err(|e| format!("{where_}: {e} (another meshtop took it first?)"))?;
+                    .map_err(|e| format!("{where_} could not be taken: {e}"))?;
             }
         }
         let renewer = {

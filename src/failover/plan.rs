@@ -104,8 +104,10 @@ impl Change {
         if let (Op::Set { .. }, Some(from)) = (&self.op, &from) {
             ops.push(json!({"op": "test", "path": path, "value": from}));
         }
+        // `replace` where the value exists: `add` at an array index would insert beside it.
         match (&to, before.pointer(&path).is_some()) {
-            (Some(to), _) => ops.push(json!({"op": "add", "path": path, "value": to})),
+            (Some(to), true) => ops.push(json!({"op": "replace", "path": path, "value": to})),
+            (Some(to), false) => ops.push(json!({"op": "add", "path": path, "value": to})),
             (None, true) => ops.push(json!({"op": "remove", "path": path})),
             (None, false) => {}
         }
@@ -604,6 +606,28 @@ mod tests {
         assert_eq!(patch[0]["op"], "test");
         assert_eq!(patch[1]["op"], "remove");
         assert_eq!(patch.as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_array_element_is_replaced_not_inserted() {
+        let c = Change {
+            cluster: "c".into(),
+            kind: "EndpointSlice".into(),
+            namespace: Some("istio-system".into()),
+            name: "istiod".into(),
+            op: Op::Set {
+                path: "/endpoints/0/addresses/0".into(),
+                from: Some("192.0.2.10".into()),
+                to: Some("192.0.2.12".into()),
+            },
+        };
+        let mut doc = serde_json::json!({"endpoints": [{"addresses": ["192.0.2.10"]}]});
+        let patch = c.patch(&doc.clone(), "now", false);
+        json_patch::patch(&mut doc, &patch).unwrap();
+        assert_eq!(
+            doc["endpoints"][0]["addresses"],
+            serde_json::json!(["192.0.2.12"])
+        );
     }
 
     #[test]

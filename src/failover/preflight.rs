@@ -88,8 +88,15 @@ pub fn preflight(topology: &Topology, plan: &Plan, read_only: bool) -> Vec<Check
             "target ready",
             Verdict::Fail,
             format!(
-                "{} is not ready ({}/{} pods)",
-                target.id, target.ready_replicas, target.replicas
+                "{} is not ready ({}/{} pods{})",
+                target.id,
+                target.ready_replicas,
+                target.replicas,
+                target
+                    .probe_error
+                    .as_ref()
+                    .map(|e| format!("; probe: {e}"))
+                    .unwrap_or_default()
             ),
         )
     });

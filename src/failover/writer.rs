@@ -95,7 +95,8 @@ pub trait Writer: Clone + Send + Sync + 'static {
     fn access(&self, plan: &Plan) -> impl Future<Output = Vec<Check>> + Send;
 
     /// Takes the failover lock of the plan's cluster for `attempt`, or says who holds it.
-    /// `resuming`: the attempt that may be taken over from a process that is gone.
+    /// `resuming`: the attempt being resumed or rolled back, whose lock may be taken over
+    /// from a process that is gone.
     fn lock(
         &self,
         plan: &Plan,

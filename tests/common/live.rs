@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -173,4 +173,90 @@ pub async fn secret_values(env: &TestEnv) -> Result<Vec<String>> {
         bail!("found no secret values to look for: the check would prove nothing");
     }
     Ok(out)
+}
+
+/// A kubeconfig for a ServiceAccount that may read everything meshtop reads except Secrets.
+pub async fn restricted_kubeconfig(env: &TestEnv, context: &str) -> Result<std::path::PathBuf> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let client = env.client(context).await?;
+    let pp = kube::api::PatchParams::apply("meshtop-tests").force();
+    let role: ClusterRole = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "meshtop-no-secrets"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["namespaces", "nodes", "pods", "services", "configmaps"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["security.istio.io"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["create", "get"]}
+        ]
+    }))?;
+    kube::Api::<ClusterRole>::all(client.clone())
+        .patch("meshtop-no-secrets", &pp, &kube::api::Patch::Apply(&role))
+        .await?;
+    let sa: ServiceAccount = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "meshtop-viewer", "namespace": "default"}
+    }))?;
+    let sas: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), "default");
+    sas.patch("meshtop-viewer", &pp, &kube::api::Patch::Apply(&sa))
+        .await?;
+    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "meshtop-no-secrets"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "meshtop-no-secrets"},
+        "subjects": [{"kind": "ServiceAccount", "name": "meshtop-viewer", "namespace": "default"}]
+    }))?;
+    kube::Api::<ClusterRoleBinding>::all(client.clone())
+        .patch(
+            "meshtop-no-secrets",
+            &pp,
+            &kube::api::Patch::Apply(&binding),
+        )
+        .await?;
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = super::testenv::wait_for(
+        "a token for meshtop-viewer",
+        std::time::Duration::from_secs(20),
+        || {
+            let sas = sas.clone();
+            let request = request.clone();
+            async move {
+                let r = sas
+                    .create_token_request("meshtop-viewer", &Default::default(), &request)
+                    .await?;
+                Ok(r.status.map(|s| s.token))
+            }
+        },
+    )
+    .await?;
+    let full: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&env.kubeconfig)?)?;
+    let cluster = full["clusters"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == context)
+        .cloned()
+        .context("the context's cluster entry")?;
+    let kc = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [serde_json::to_value(&cluster)?],
+        "users": [{"name": "viewer", "user": {"token": token}}],
+        "contexts": [{"name": context, "context": {"cluster": context, "user": "viewer"}}],
+        "current-context": context,
+    });
+    let path = std::env::temp_dir().join(format!("meshtop-viewer-{}.yaml", std::process::id()));
+    std::fs::write(&path, serde_yaml::to_string(&kc)?)?;
+    Ok(path)
 }

@@ -102,7 +102,13 @@ pub(super) fn control_planes(
             probe_error: latest.and_then(|p| p.error.clone()),
             health: Health::Unknown,
         };
-        cp.ready = cp.ready_replicas > 0 && latest.and_then(|p| p.ready) != Some(false);
+        // Ready pods, and istiod itself says so: a probe that got no answer at all (an istiod
+        // that hangs) does not count as ready; one not probed yet goes by its pods.
+        cp.ready = cp.ready_replicas > 0
+            && latest.is_none_or(|p| match p.ready {
+                Some(ready) => ready,
+                None => p.error.is_none(),
+            });
         cp.exposed_at = gateways
             .iter()
             .find(|g| g.exposes_istiod && !external)
