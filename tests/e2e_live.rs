@@ -15,6 +15,9 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 
 use common::testenv::{testenv, TestEnv};
 
+/// Both tests stop or change the environment: one at a time.
+static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Tmux {
     socket: String,
 }
@@ -144,6 +147,7 @@ async fn cluster_ready_endpoints(env: &TestEnv, context: &str) -> Result<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_dashboard_in_a_terminal() -> Result<()> {
+    let _g = LOCK.lock().await;
     let env = testenv();
     let kubeconfig = env.kubeconfig.display().to_string();
     let log = std::env::temp_dir().join(format!("meshtop-e2e-live-{}.log", std::process::id()));
@@ -280,6 +284,137 @@ async fn live_dashboard_in_a_terminal() -> Result<()> {
     );
     let _ = std::fs::remove_file(log);
     Ok(())
+}
+
+/// The operator's failover, as they would do it: select the remote, `f`, read the plan and
+/// the checks the API server answered, type the cluster's name, watch the steps, see the tree
+/// re-parent the cluster under its new control plane (when istiod says so), then `u` and back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_and_undo_in_the_terminal() -> Result<()> {
+    let _g = LOCK.lock().await;
+    let env = testenv();
+    let remote = env
+        .remotes()
+        .into_iter()
+        .find(|c| env.istiod[c].control_plane_cluster != *c)
+        .context("a remote cluster")?;
+    let home = env.istiod[&remote].control_plane_cluster.clone();
+    let target = env
+        .primaries()
+        .into_iter()
+        .find(|c| *c != home && env.istiod[c].role == "primary")
+        .context("another primary")?;
+    let dir = std::env::temp_dir().join(format!("meshtop-e2e-failover-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let audit = dir.join("audit.jsonl");
+    let command = format!(
+        "{} --log-file {} --audit-log {}; echo MESHTOP-EXIT:$?; sleep 30",
+        env!("CARGO_BIN_EXE_meshtop"),
+        dir.join("meshtop.log").display(),
+        audit.display()
+    );
+    let kubeconfig = env.kubeconfig.display().to_string();
+    let tmux = Tmux::start("failover", &command, &[("KUBECONFIG", &kubeconfig)]);
+    let _restore = UndoOnDrop(audit.clone());
+    tmux.wait("every cluster in the tree", Duration::from_secs(20), |s| {
+        env.contexts.iter().all(|c| tree_line(s, c).is_some())
+    });
+    let served_by =
+        |s: &str, cp: &str| tree_line(s, &remote).is_some_and(|l| l.contains(&format!("← {cp}")));
+    tmux.wait(
+        "the remote under its primary",
+        Duration::from_secs(20),
+        |s| served_by(s, &home),
+    );
+    select(&tmux, &remote);
+
+    // `f`: the plan, the checks (the API server's answers too), and the typed confirmation.
+    tmux.key("f");
+    let (screen, _) = tmux.wait("the plan, checked", Duration::from_secs(20), |s| {
+        s.contains("Type the cluster's name") && s.contains("writes permitted")
+    });
+    assert!(screen.contains(&format!("repoint {remote}")), "{screen}");
+    assert!(screen.contains(&target), "the target is named:\n{screen}");
+    tmux.key("Enter");
+    let (screen, _) = tmux.wait("still reviewing", Duration::from_secs(2), |s| {
+        s.contains("Type the cluster's name")
+    });
+    assert!(!screen.contains("Applying"), "Enter alone applies nothing");
+    for ch in remote.chars() {
+        tmux.key(&ch.to_string());
+    }
+    tmux.wait("the name typed", Duration::from_secs(2), |s| {
+        s.contains(&format!("cluster name › {remote}"))
+    });
+    tmux.key("Enter");
+    let (screen, took) = tmux.wait("the failover verified", Duration::from_secs(90), |s| {
+        s.contains("Failover complete")
+    });
+    eprintln!("failover in the terminal: {took:?}");
+    assert!(screen.contains("now serves"), "{screen}");
+    // Esc closes the window, Esc again clears the filter: the whole tree.
+    tmux.key("Escape");
+    tmux.key("Escape");
+    tmux.wait("the remote re-parented", Duration::from_secs(20), |s| {
+        served_by(s, &target)
+    });
+    let on_target = common::testenv::syncz(&env.istiod[&target].debug).await?;
+    assert!(
+        on_target.iter().any(|r| r["cluster_id"] == remote.as_str()),
+        "the target istiod serves the remote's proxies"
+    );
+
+    // `u`: the same review, typed again, and back home.
+    tmux.key("u");
+    tmux.wait("the undo plan, checked", Duration::from_secs(20), |s| {
+        s.contains("Undo failover") && s.contains("writes permitted")
+    });
+    for ch in remote.chars() {
+        tmux.key(&ch.to_string());
+    }
+    tmux.key("Enter");
+    tmux.wait("the undo verified", Duration::from_secs(90), |s| {
+        s.contains("Failover complete")
+    });
+    tmux.key("Escape");
+    tmux.key("Escape");
+    tmux.wait("the remote home again", Duration::from_secs(20), |s| {
+        served_by(s, &home)
+    });
+    tmux.key("q");
+    tmux.wait("a clean exit", Duration::from_secs(5), |s| {
+        s.contains("MESHTOP-EXIT:0")
+    });
+    let text = std::fs::read_to_string(&audit)?;
+    let attempts = meshtop::failover::audit::attempts_of(&text);
+    assert_eq!(attempts.len(), 2);
+    assert!(
+        attempts.iter().all(|a| a.status() == "verified"),
+        "{attempts:#?}"
+    );
+    assert!(attempts[1].undoes.as_deref() == Some(attempts[0].id.as_str()));
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+/// Undoes whatever a failing test left applied (the audit log knows).
+struct UndoOnDrop(std::path::PathBuf);
+
+impl Drop for UndoOnDrop {
+    fn drop(&mut self) {
+        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+        let attempts = meshtop::failover::audit::attempts_of(&text);
+        if meshtop::failover::audit::latest_undoable(&attempts).is_some() {
+            let _ = Command::new(env!("CARGO_BIN_EXE_meshtop"))
+                .env("KUBECONFIG", &testenv().kubeconfig)
+                .arg("--audit-log")
+                .arg(&self.0)
+                .args(["undo", "--yes"])
+                .stdin(std::process::Stdio::null())
+                .output();
+        }
+    }
 }
 
 /// Moves the selection to a cluster by filtering the tree for its name.

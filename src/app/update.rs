@@ -158,6 +158,22 @@ impl App {
         }
     }
 
+    /// Where keys go now: the scope whose bindings apply and whose hints are shown.
+    pub fn key_scope(&self) -> Scope {
+        if self.filter_editing {
+            return Scope::Filter;
+        }
+        match &self.modal {
+            Some(Modal::Failover(m)) if m.phase == Phase::Review && m.confirm_name.is_some() => {
+                Scope::Confirm
+            }
+            Some(Modal::Failover(_)) => Scope::Failover,
+            Some(Modal::Pending(_)) => Scope::Pending,
+            Some(Modal::Help) | Some(Modal::Message { .. }) => Scope::Overlay,
+            None => Scope::Main,
+        }
+    }
+
     /// What the key map needs to know to tell which bindings are available now.
     pub fn key_context(&self) -> Context {
         let review = match &self.modal {

@@ -212,11 +212,7 @@ pub fn age(now: u64, then: Option<u64>) -> String {
 
 fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     let theme = app.theme();
-    let scope = if matches!(app.modal, Some(Modal::Failover(_))) {
-        Scope::Failover
-    } else {
-        Scope::Main
-    };
+    let scope = app.key_scope();
     let mut spans = Vec::new();
     let context = app.key_context();
     if app.filter_editing {

@@ -225,6 +225,8 @@ pub fn failover(
         ]),
         Line::raw(""),
     ];
+    // What the operator must see to act stays at the bottom, whatever the plan's length.
+    let mut footer: Vec<Line> = Vec::new();
     match &m.phase {
         Phase::Review => {
             lines.push(Line::styled(
@@ -238,17 +240,8 @@ pub fn failover(
                 .filter(|c| c.op == Op::Restart)
                 .map(|c| format!("{}/{}", c.namespace.as_deref().unwrap_or(""), c.name))
                 .collect();
-            for (i, c) in m
-                .plan
-                .changes
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.op != Op::Restart)
-            {
-                lines.push(Line::from(vec![Span::styled(
-                    format!("  {:>2}. {}", i + 1, c.describe()),
-                    theme.base(),
-                )]));
+            for line in plan_lines(&m.plan) {
+                lines.push(Line::styled(line, theme.base()));
             }
             if !restarts.is_empty() {
                 let first = m.plan.changes.len() - restarts.len() + 1;
@@ -289,10 +282,9 @@ pub fn failover(
                     theme.muted(),
                 ));
             }
-            lines.push(Line::raw(""));
             let blocked = m.all_checks().any(|c| c.verdict == Verdict::Fail);
             if blocked {
-                lines.push(Line::styled(
+                footer.push(Line::styled(
                     if read_only {
                         format!("Read-only: this plan cannot be applied. {close} closes.")
                     } else {
@@ -301,7 +293,7 @@ pub fn failover(
                     theme.health(Health::Down),
                 ));
             } else if let Some(name) = &m.confirm_name {
-                lines.push(Line::styled(
+                footer.push(Line::styled(
                     format!(
                         "This writes to {name}. Type the cluster's name to apply, then {}; {} cancels.",
                         key(Scope::Confirm, Action::Confirm),
@@ -310,7 +302,7 @@ pub fn failover(
                     theme.health(Health::Degraded).add_modifier(Modifier::BOLD),
                 ));
                 let matches = &m.typed == name;
-                lines.push(Line::from(vec![
+                footer.push(Line::from(vec![
                     Span::styled("  cluster name › ", theme.muted()),
                     Span::styled(
                         format!("{}█", m.typed),
@@ -322,7 +314,7 @@ pub fn failover(
                     ),
                 ]));
             } else {
-                lines.push(Line::styled(
+                footer.push(Line::styled(
                     format!(
                         "Apply this plan? [{}] apply  [{}] cancel",
                         key(Scope::Failover, Action::Confirm),
@@ -383,12 +375,101 @@ pub fn failover(
         .join(" · ");
     let block =
         frame_block(theme, title).title_bottom(Span::styled(format!(" {hint} "), theme.muted()));
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false }),
-        rect,
-    );
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    // Word wrapping may take a line more than the characters need: count one spare per line.
+    let width = inner.width.max(1) as usize;
+    let footer_height: u16 = footer
+        .iter()
+        .map(|l| {
+            let w = l.width();
+            (w.div_ceil(width).max(1) + usize::from(w > width)) as u16
+        })
+        .sum();
+    let [body, bottom] = ratatui::layout::Layout::vertical([
+        ratatui::layout::Constraint::Min(1),
+        ratatui::layout::Constraint::Length(footer_height.min(inner.height.saturating_sub(1))),
+    ])
+    .areas(inner);
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), body);
+    frame.render_widget(Paragraph::new(footer).wrap(Wrap { trim: false }), bottom);
+}
+
+/// The plan's non-restart changes, one line each, with repeated writes of one value to
+/// several places of one object (the webhooks of a configuration) folded into one line.
+fn plan_lines(plan: &crate::failover::plan::Plan) -> Vec<String> {
+    let sets: Vec<(usize, &crate::failover::plan::Change)> = plan
+        .changes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.op != Op::Restart)
+        .collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < sets.len() {
+        let (first, c) = sets[i];
+        let same = |d: &crate::failover::plan::Change| match (&c.op, &d.op) {
+            (
+                Op::Set {
+                    from: f1, to: t1, ..
+                },
+                Op::Set {
+                    from: f2, to: t2, ..
+                },
+            ) => {
+                d.cluster == c.cluster
+                    && d.kind == c.kind
+                    && d.name == c.name
+                    && f1 == f2
+                    && t1 == t2
+            }
+            _ => false,
+        };
+        let mut j = i + 1;
+        while j < sets.len() && same(sets[j].1) {
+            j += 1;
+        }
+        if j - i == 1 {
+            out.push(format!("  {:>2}. {}", first + 1, c.describe()));
+        } else {
+            let (last, _) = sets[j - 1];
+            let paths: Vec<String> = sets[i..j].iter().map(|(_, d)| d.path()).collect();
+            let (from, to) = match &c.op {
+                Op::Set { from, to, .. } => (from.clone(), to.clone()),
+                Op::Restart => (None, None),
+            };
+            out.push(format!(
+                "  {:>2}.–{}. {}: {} at {} places ({})  {} → {}",
+                first + 1,
+                last + 1,
+                c.cluster,
+                c.object(),
+                j - i,
+                common_pattern(&paths),
+                from.as_deref().unwrap_or("(absent)"),
+                to.as_deref().unwrap_or("(absent)")
+            ));
+        }
+        i = j;
+    }
+    out
+}
+
+/// `/webhooks/*/clientConfig/url` for `/webhooks/0/clientConfig/url`, `/webhooks/1/...`.
+fn common_pattern(paths: &[String]) -> String {
+    let split: Vec<Vec<&str>> = paths.iter().map(|p| p.split('/').collect()).collect();
+    let n = split.iter().map(Vec::len).max().unwrap_or(0);
+    (0..n)
+        .map(|k| {
+            let first = split[0].get(k).copied().unwrap_or("");
+            if split.iter().all(|s| s.get(k).copied() == Some(first)) {
+                first.to_string()
+            } else {
+                "*".to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// An attempt the audit log shows stopped half-way.
