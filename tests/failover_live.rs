@@ -235,6 +235,52 @@ async fn objects(env: &TestEnv, context: &str) -> Result<BTreeMap<String, Value>
     Ok(out)
 }
 
+/// The resourceVersion of every object a failover could write in a cluster (and whether the
+/// failover Lease exists): equal before and after means nothing was written.
+async fn resource_versions(env: &TestEnv, context: &str) -> Result<BTreeMap<String, String>> {
+    fn rv(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+        meta.resource_version.clone().unwrap_or_default()
+    }
+    fn id(kind: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+        format!(
+            "{kind} {}/{}",
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default()
+        )
+    }
+    let client = env.client(context).await?;
+    let lp = ListParams::default();
+    let mut out = BTreeMap::new();
+    for o in Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .list(&lp)
+        .await?
+    {
+        out.insert(
+            id("MutatingWebhookConfiguration", &o.metadata),
+            rv(&o.metadata),
+        );
+    }
+    for o in Api::<Namespace>::all(client.clone()).list(&lp).await? {
+        out.insert(id("Namespace", &o.metadata), rv(&o.metadata));
+    }
+    for o in Api::<EndpointSlice>::all(client.clone()).list(&lp).await? {
+        out.insert(id("EndpointSlice", &o.metadata), rv(&o.metadata));
+    }
+    for o in Api::<Service>::all(client.clone()).list(&lp).await? {
+        out.insert(id("Service", &o.metadata), rv(&o.metadata));
+    }
+    for o in Api::<Deployment>::all(client.clone()).list(&lp).await? {
+        out.insert(id("Deployment", &o.metadata), rv(&o.metadata));
+    }
+    for o in Api::<Lease>::namespaced(client, "istio-system")
+        .list(&lp)
+        .await?
+    {
+        out.insert(id("Lease", &o.metadata), rv(&o.metadata));
+    }
+    Ok(out)
+}
+
 /// Writes `to` (or removes, with `None`) at a JSON pointer, creating maps on the way: the
 /// test's own reading of what a planned change means.
 fn set_pointer(doc: &mut Value, pointer: &str, to: Option<&str>) {
@@ -488,6 +534,29 @@ async fn preflight_blocks_with_its_reason_and_nothing_is_written() -> Result<()>
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("nothing written"));
     };
+
+    // --dry-run prints the plan and the checks and writes nothing: every resourceVersion holds.
+    let versions = resource_versions(env, &remote).await?;
+    let out = scratch.meshtop(&[
+        "failover",
+        "--cluster",
+        &remote,
+        "--to",
+        &target,
+        "--dry-run",
+    ]);
+    assert!(out.status.success(), "a plan that may be applied");
+    assert!(stdout(&out).contains("dry run: nothing written"));
+    assert!(
+        stdout(&out).contains("✔ pass  writes permitted"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        resource_versions(env, &remote).await?,
+        versions,
+        "--dry-run wrote something"
+    );
 
     let out = scratch.meshtop(&[&["--read-only"][..], &args[..]].concat());
     blocked(&out, "writes allowed", "--read-only");

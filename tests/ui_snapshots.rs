@@ -186,3 +186,71 @@ fn mono_selection_is_visible_without_colour() {
     let mono = Theme::builtin("mono").unwrap();
     assert!(mono.reverse_selection);
 }
+
+/// An attempt the audit log shows stopped half-way is offered at start: resume or roll back,
+/// each through the same review.
+#[test]
+fn an_unfinished_failover_is_offered_for_resume_or_rollback() {
+    use meshtop::app::state::{Command, Modal};
+    use meshtop::failover::plan::{self, Subject};
+    let mut sim = DemoSim::new(3);
+    let _ = sim.drain();
+    let t = derive(sim.world());
+    let p = plan::plan(&t, &Subject::Cluster("east-2".into()), None, None).unwrap();
+    let log = [
+        serde_json::json!({"time": 1, "attempt": "A1", "user": "ops@host", "mode": "live",
+            "context": "east-2", "event": "start", "plan": p}),
+        serde_json::json!({"time": 2, "attempt": "A1", "user": "ops@host", "mode": "live",
+            "context": "east-2", "event": "step", "index": 0, "object": "x", "path": "/p",
+            "before": "a", "after": "b", "result": "ok"}),
+        serde_json::json!({"time": 3, "attempt": "A1", "user": "ops@host", "mode": "live",
+            "context": "east-2", "event": "step", "index": 1, "object": "x", "path": "/p",
+            "before": null, "after": null, "result": "the API server did not answer within 10s"}),
+    ]
+    .iter()
+    .map(|v| v.to_string())
+    .collect::<Vec<_>>()
+    .join("\n");
+    let attempts = meshtop::failover::audit::attempts_of(&log);
+    let pending: Vec<_> = meshtop::failover::audit::pending(&attempts)
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(pending.len(), 1);
+
+    let mut app = app("dark");
+    app.on_history(pending.clone(), None);
+    let text = screen(&mut app, 140, 40);
+    assert!(text.contains("Unfinished failover"), "{text}");
+    assert!(text.contains("stopped after 1 of"), "{text}");
+    assert!(text.contains("Step 2 failed"), "{text}");
+    let resume = app.on_key(KeyEvent::new(KeyCode::Char('r'), KeyModifiers::NONE));
+    assert!(matches!(resume, Some(Command::Access(_))));
+    match &app.modal {
+        Some(Modal::Failover(m)) => {
+            assert_eq!(m.resumes.as_deref(), Some("A1"));
+            assert_eq!(m.plan, p);
+        }
+        _ => panic!("the review of the resume"),
+    }
+
+    let mut app = app_with_history(pending);
+    let rollback = app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::NONE));
+    assert!(matches!(rollback, Some(Command::Access(_))));
+    match &app.modal {
+        Some(Modal::Failover(m)) => {
+            assert_eq!(m.undoes.as_deref(), Some("A1"));
+            assert!(m.is_undo);
+            // The written step and the failed one (its write may have landed), reverted.
+            assert_eq!(m.plan.changes[0], p.changes[1].inverse());
+            assert_eq!(m.plan.changes[1], p.changes[0].inverse());
+        }
+        _ => panic!("the review of the rollback"),
+    }
+}
+
+fn app_with_history(pending: Vec<meshtop::failover::audit::Attempt>) -> App {
+    let mut app = app("dark");
+    app.on_history(pending, None);
+    app
+}

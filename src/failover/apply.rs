@@ -178,6 +178,9 @@ pub async fn execute<W: Writer>(
     }
 
     let total = plan.changes.len();
+    let deadline = tokio::time::Instant::now() + verify_within;
+    let mut batch: Vec<&Change> = Vec::new();
+    let mut rollout: Result<(), String> = Ok(());
     for (index, change) in plan.changes.iter().enumerate() {
         let path = change.path();
         let step = |result: Result<(), String>| {
@@ -258,6 +261,19 @@ pub async fn execute<W: Writer>(
             Ok(_) => {
                 step(Ok(()));
                 applied.changes.push(change.clone());
+                // Restarts go in batches, as an operator would: the next batch starts once
+                // this one has rolled out (or the deadline has passed).
+                if change.op == Op::Restart {
+                    batch.push(change);
+                    let last_restart = plan.changes[index + 1..]
+                        .iter()
+                        .all(|c| c.op != Op::Restart);
+                    if batch.len() == RESTART_BATCH || last_restart {
+                        let waited = wait_rollouts(&writer, &batch, deadline, &send).await;
+                        rollout = rollout.and(waited);
+                        batch.clear();
+                    }
+                }
             }
             Err(e) => {
                 step(Err(e.clone()));
@@ -270,9 +286,6 @@ pub async fn execute<W: Writer>(
             }
         }
     }
-
-    let deadline = tokio::time::Instant::now() + verify_within;
-    let rollout = wait_rollouts(&writer, &plan, deadline, &send).await;
 
     send(Progress::Note(format!(
         "waiting for {} to report {} as served by {}",
@@ -311,18 +324,21 @@ async fn release(lock: Lock) {
     }
 }
 
-/// Waits until every restarted Deployment has rolled out, reporting how many have.
+/// Deployments restarted at once before waiting for them to roll out.
+pub const RESTART_BATCH: usize = 5;
+
+/// Waits until every Deployment of a batch of restarts has rolled out, reporting how many
+/// have.
 async fn wait_rollouts<W: Writer>(
     writer: &W,
-    plan: &Plan,
+    restarts: &[&Change],
     deadline: tokio::time::Instant,
     send: &impl Fn(Progress),
 ) -> Result<(), String> {
-    let restarts: Vec<&Change> = audit::restarts(plan).collect();
     if restarts.is_empty() {
         return Ok(());
     }
-    let mut pending: Vec<&Change> = restarts.clone();
+    let mut pending: Vec<&Change> = restarts.to_vec();
     let mut last_done = usize::MAX;
     loop {
         let mut still = Vec::new();
@@ -336,7 +352,7 @@ async fn wait_rollouts<W: Writer>(
         let done = restarts.len() - pending.len();
         if done != last_done {
             send(Progress::Note(format!(
-                "rolled out {done}/{} restarted Deployments",
+                "rolled out {done}/{} Deployments of this batch",
                 restarts.len()
             )));
             last_done = done;
