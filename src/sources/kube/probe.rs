@@ -128,24 +128,75 @@ async fn read_istiod(monitoring: &mut Http, http: Option<&mut Http>, at_secs: f6
     probe
 }
 
-/// Probes one istiod pod through a port-forward.
-async fn probe_pod(pods: &Api<Pod>, pod: &str, at_secs: f64) -> Result<IstiodProbe> {
-    let mut pf = pods
-        .portforward(pod, &[MONITORING_PORT, HTTP_PORT])
-        .await
-        .with_context(|| format!("port-forward to {pod}"))?;
-    let monitoring = pf
-        .take_stream(MONITORING_PORT)
-        .ok_or_else(|| anyhow!("no stream for port {MONITORING_PORT}"))?;
-    let http = pf
-        .take_stream(HTTP_PORT)
-        .ok_or_else(|| anyhow!("no stream for port {HTTP_PORT}"))?;
-    let mut monitoring = Http::over(monitoring).await?;
-    let mut http = Http::over(http).await?;
-    let probe = read_istiod(&mut monitoring, Some(&mut http), at_secs).await;
-    drop((monitoring, http));
-    pf.abort();
-    Ok(probe)
+/// A port-forward to one istiod pod with an HTTP connection on each port, kept between probes:
+/// opening a port-forward costs a TLS handshake and an upgrade at the API server, every time.
+struct PodConnection {
+    pod: String,
+    pf: kube::api::Portforwarder,
+    monitoring: Http,
+    http: Http,
+}
+
+impl PodConnection {
+    async fn open(pods: &Api<Pod>, pod: &str) -> Result<PodConnection> {
+        let mut pf = pods
+            .portforward(pod, &[MONITORING_PORT, HTTP_PORT])
+            .await
+            .with_context(|| format!("port-forward to {pod}"))?;
+        let monitoring = pf
+            .take_stream(MONITORING_PORT)
+            .ok_or_else(|| anyhow!("no stream for port {MONITORING_PORT}"))?;
+        let http = pf
+            .take_stream(HTTP_PORT)
+            .ok_or_else(|| anyhow!("no stream for port {HTTP_PORT}"))?;
+        Ok(PodConnection {
+            pod: pod.to_string(),
+            pf,
+            monitoring: Http::over(monitoring).await?,
+            http: Http::over(http).await?,
+        })
+    }
+}
+
+impl Drop for PodConnection {
+    fn drop(&mut self) {
+        self.pf.abort();
+    }
+}
+
+/// Probes one istiod pod through its port-forward, opening one when there is none (or the pod
+/// changed). Returns the connection when it is still good for the next probe.
+async fn probe_pod(
+    pods: &Api<Pod>,
+    pod: &str,
+    kept: Option<PodConnection>,
+    at_secs: f64,
+) -> (Result<IstiodProbe>, Option<PodConnection>) {
+    let reused = kept.filter(|c| c.pod == pod);
+    let fresh = reused.is_none();
+    let mut conn = match reused {
+        Some(c) => c,
+        None => match PodConnection::open(pods, pod).await {
+            Ok(c) => c,
+            Err(e) => return (Err(e), None),
+        },
+    };
+    let probe = read_istiod(&mut conn.monitoring, Some(&mut conn.http), at_secs).await;
+    if probe.error.is_some() && !fresh {
+        // A kept connection that broke (istiod restarted, the stream closed): once more on a
+        // new one before reporting the error.
+        drop(conn);
+        return match PodConnection::open(pods, pod).await {
+            Ok(mut c) => {
+                let probe = read_istiod(&mut c.monitoring, Some(&mut c.http), at_secs).await;
+                let keep = probe.error.is_none().then_some(c);
+                (Ok(probe), keep)
+            }
+            Err(e) => (Err(e), None),
+        };
+    }
+    let keep = probe.error.is_none().then_some(conn);
+    (Ok(probe), keep)
 }
 
 /// Probes an istiod at an explicit `http://host:port` monitoring URL (config file).
@@ -198,6 +249,8 @@ pub async fn run(
     }
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Port-forwards kept between rounds, by namespace/deployment.
+    let mut kept: BTreeMap<String, PodConnection> = BTreeMap::new();
     loop {
         tick.tick().await;
         if shared.closed() {
@@ -219,28 +272,37 @@ pub async fn run(
             targets.entry(format!("{ns}/{dep}")).or_insert((ns, name));
         }
         let at_secs = started.elapsed().as_secs_f64();
+        // Connections of Deployments that are gone close here.
+        kept.retain(|key, _| targets.contains_key(key));
         let probes = targets.into_iter().map(|(key, (ns, pod))| {
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
             let url = url.clone();
+            let conn = kept.remove(&key);
             async move {
                 let attempt = async {
                     match &url {
-                        Some(u) => probe_url(u, at_secs).await,
-                        None => probe_pod(&pods, &pod, at_secs).await,
+                        Some(u) => (probe_url(u, at_secs).await, None),
+                        None => probe_pod(&pods, &pod, conn, at_secs).await,
                     }
                 };
-                let probe = match timeout(PROBE_TIMEOUT, attempt).await {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(e)) => failed(at_secs, format!("{e:#}")),
-                    Err(_) => failed(
-                        at_secs,
-                        format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+                let (probe, conn) = match timeout(PROBE_TIMEOUT, attempt).await {
+                    Ok((Ok(p), conn)) => (p, conn),
+                    Ok((Err(e), _)) => (failed(at_secs, format!("{e:#}")), None),
+                    Err(_) => (
+                        failed(
+                            at_secs,
+                            format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+                        ),
+                        None,
                     ),
                 };
-                (key, probe)
+                (key, probe, conn)
             }
         });
-        for (key, probe) in futures::future::join_all(probes).await {
+        for (key, probe, conn) in futures::future::join_all(probes).await {
+            if let Some(conn) = conn {
+                kept.insert(key.clone(), conn);
+            }
             if let Some(e) = &probe.error {
                 tracing::debug!(context = shared.context(), control_plane = %key, error = %e, "istiod probe");
             }
