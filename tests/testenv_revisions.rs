@@ -35,6 +35,16 @@ async fn syncz_proxies(debug_base: &str) -> Result<BTreeSet<String>> {
         .collect())
 }
 
+/// `<pod>.<namespace>` rows of an istiod's `/debug/syncz` with cluster id `cluster`.
+async fn syncz_proxies_of(debug_base: &str, cluster: &str) -> Result<BTreeSet<String>> {
+    Ok(common::testenv::syncz(debug_base)
+        .await?
+        .into_iter()
+        .filter(|r| r["cluster_id"] == cluster)
+        .filter_map(|r| r["proxy"].as_str().map(str::to_string))
+        .collect())
+}
+
 async fn clusterz_synced(debug_base: &str) -> Result<BTreeSet<String>> {
     let (status, body) = get_local(&format!("{debug_base}/debug/clusterz")).await?;
     if status != 200 {
@@ -140,7 +150,7 @@ async fn settled_pods(
             .await?
             .items
         {
-            want_running += d.spec.and_then(|s| s.replicas).unwrap_or(1) as usize;
+            want_running += d.spec.replicas.unwrap_or(1) as usize;
         }
     }
     let mut out = BTreeMap::new();
@@ -165,10 +175,7 @@ async fn settled_pods(
                 .as_str()
                 .unwrap_or("default")
                 .to_string();
-            out.insert(
-                format!("{}.{ns}", p.metadata.name.unwrap_or_default()),
-                rev,
-            );
+            out.insert(format!("{}.{ns}", p.metadata.name.unwrap_or_default()), rev);
         }
     }
     Ok((out.len() == want_running).then_some(out))
@@ -200,7 +207,9 @@ async fn running_pod(client: &kube::Client, labels: &str) -> Result<String> {
 
 /// Proxies listed by `/debug/syncz` through a port-forward to an istiod pod.
 async fn syncz_via_port_forward(client: &kube::Client, pod: &str) -> Result<BTreeSet<String>> {
-    let (code, body) = port_forward_get(client.clone(), SYSTEM_NS, pod, 15014, "/debug/syncz").await?;
+    let (code, body) = port_forward_get(client.clone(), SYSTEM_NS, pod, 15014, "/debug/syncz")
+        .await
+        .with_context(|| format!("port-forward to {pod}:15014"))?;
     if code != 200 {
         bail!("{pod}: /debug/syncz via port-forward answered {code}: {body}");
     }
@@ -231,7 +240,10 @@ async fn a_canary_revision_takes_over_two_namespaces_and_gives_them_back() -> Re
             .get(REV)
             .with_context(|| format!("istiod.json: {p} has no revisions.{REV}: {urls:?}"))?;
         assert_eq!(canary.service, format!("istiod-{REV}"));
-        assert_ne!(canary.debug, urls.debug, "{p}: the canary has its own ports");
+        assert_ne!(
+            canary.debug, urls.debug,
+            "{p}: the canary has its own ports"
+        );
         let (status, _) = get_local(&canary.ready).await?;
         assert_eq!(status, 200, "{p}: canary /ready");
         let want: BTreeSet<String> = env.data_plane().into_iter().collect();
@@ -248,7 +260,10 @@ async fn a_canary_revision_takes_over_two_namespaces_and_gives_them_back() -> Re
     // Without namespaces on the canary, every proxy is at its default istiod.
     let before = wait_proxies_where_injected(env).await?;
     for (host, (_, rev)) in &before {
-        assert!(rev.is_empty(), "{host}: canary proxies before any move: {rev:?}");
+        assert!(
+            rev.is_empty(),
+            "{host}: canary proxies before any move: {rev:?}"
+        );
     }
 
     // --- Move two namespaces of the first primary to the canary.
@@ -257,7 +272,12 @@ async fn a_canary_revision_takes_over_two_namespaces_and_gives_them_back() -> Re
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let mut original = BTreeMap::new();
     for ns in MOVED {
-        let labels = namespaces.get(ns).await?.metadata.labels.unwrap_or_default();
+        let labels = namespaces
+            .get(ns)
+            .await?
+            .metadata
+            .labels
+            .unwrap_or_default();
         original.insert(ns, labels);
     }
     let to_canary: BTreeMap<&str, Option<&str>> =
@@ -282,7 +302,9 @@ async fn a_canary_revision_takes_over_two_namespaces_and_gives_them_back() -> Re
                 }
                 let pods: BTreeSet<String> = pods.into_keys().collect();
                 let at_canary = syncz_proxies(&canary_debug).await?;
-                let at_default = syncz_proxies(&default_debug).await?;
+                // (The default istiod also serves the remote cluster, whose namespaces of the
+                // same names did not move.)
+                let at_default = syncz_proxies_of(&default_debug, &ctx).await?;
                 let of_moved = |s: &BTreeSet<String>| -> BTreeSet<String> {
                     s.iter()
                         .filter(|p| MOVED.iter().any(|ns| p.ends_with(&format!(".{ns}"))))
@@ -308,10 +330,11 @@ async fn a_canary_revision_takes_over_two_namespaces_and_gives_them_back() -> Re
                     &p.metadata.annotations.unwrap_or_default()["sidecar.istio.io/status"],
                 )?;
                 assert_eq!(status["revision"], REV, "{ns}: {status}");
-                let proxy = p
-                    .spec
+                let spec = p.spec.context("pod without spec")?;
+                let proxy = spec
+                    .containers
                     .iter()
-                    .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+                    .chain(spec.init_containers.iter().flatten())
                     .find(|c| c.name == "istio-proxy")
                     .context("no istio-proxy container")?;
                 let pc = proxy
@@ -367,7 +390,10 @@ async fn a_canary_revision_takes_over_two_namespaces_and_gives_them_back() -> Re
     .await?;
     let after = wait_proxies_where_injected(env).await?;
     for (host, (def, rev)) in &after {
-        assert!(rev.is_empty(), "{host}: canary proxies after moving back: {rev:?}");
+        assert!(
+            rev.is_empty(),
+            "{host}: canary proxies after moving back: {rev:?}"
+        );
         assert_eq!(
             def.len(),
             before[host].0.len(),

@@ -230,7 +230,9 @@ pub struct OwnEnv {
 pub fn default_state_dir() -> Result<PathBuf> {
     std::env::var_os("MESHTOP_TESTENV_STATE")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/meshtop-testenv/state")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/meshtop-testenv/state"))
+        })
         .context("no state directory (neither MESHTOP_TESTENV_STATE nor HOME is set)")
 }
 
@@ -276,7 +278,11 @@ impl OwnEnv {
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         if !out.status.success() {
             down();
-            bail!("testenv/up {args:?} in {} failed ({}): {stdout}", state.display(), out.status);
+            bail!(
+                "testenv/up {args:?} in {} failed ({}): {stdout}",
+                state.display(),
+                out.status
+            );
         }
         let loaded = kubeconfig_from_export(&stdout)
             .ok_or_else(|| anyhow!("testenv/up printed no export line: {stdout}"))
@@ -600,19 +606,25 @@ pub async fn port_forward_get(
         .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
         .await?;
     // The stream does not always report the remote close as EOF: read until the response is
-    // complete (Content-Length), with a deadline.
+    // complete, with a deadline. Complete: its Content-Length is there; or, for a body too
+    // large for Go's server to set one (it then ends an HTTP/1.0 response by closing), the
+    // body so far is a whole JSON document (istiod's debug endpoints answer JSON).
     let complete = |resp: &[u8]| {
         let text = String::from_utf8_lossy(resp);
         let Some((head, body)) = text.split_once("\r\n\r\n") else {
             return false;
         };
-        head.lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .is_some_and(|n| body.len() >= n)
+        let length = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        });
+        match length {
+            Some(n) => body.len() >= n,
+            None => {
+                !body.trim().is_empty() && serde_json::from_str::<serde_json::Value>(body).is_ok()
+            }
+        }
     };
     let mut resp = Vec::new();
     tokio::time::timeout(std::time::Duration::from_secs(20), async {
