@@ -15,9 +15,13 @@ use anyhow::{bail, Context, Result};
 use common::testenv::{
     get_local, injected_pods_by_revision, port_forward_get, wait_for, OwnEnv, TestEnv,
 };
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 const SYSTEM_NS: &str = "istio-system";
@@ -25,6 +29,10 @@ const REV: &str = "canary";
 /// The two namespaces that move: one selected by `istio-injection=enabled`, one by
 /// `istio.io/rev=default`.
 const MOVED: [&str; 2] = ["shop", "payments"];
+/// The revision tag of the environment (`istio-revision-tag-prod`, -> `default`) and the
+/// namespace that uses it.
+const TAG: &str = "prod";
+const TAGGED: [&str; 1] = ["checkout"];
 
 /// `<pod>.<namespace>` rows of an istiod's `/debug/syncz`.
 async fn syncz_proxies(debug_base: &str) -> Result<BTreeSet<String>> {
@@ -220,6 +228,91 @@ async fn syncz_via_port_forward(client: &kube::Client, pod: &str) -> Result<BTre
         .collect())
 }
 
+/// Points the revision tag `prod` of a cluster at `revision`, as `istioctl tag set prod
+/// --revision <revision> --overwrite` would, but without letting the API server dial a Service:
+/// the real `istioctl tag generate` output with every webhook's `clientConfig` rewritten to the
+/// revision's 127.0.0.1 webhook URL (`webhook`), applied with the field manager `up` used.
+fn move_tag(
+    env: &TestEnv,
+    ctx: &str,
+    revision: &str,
+    webhook: &str,
+    ca_bundle: &str,
+) -> Result<()> {
+    let bin = common::testenv::bin_dir()?;
+    let out = std::process::Command::new(bin.join("istioctl"))
+        .args([
+            "tag",
+            "generate",
+            TAG,
+            "--revision",
+            revision,
+            "--overwrite",
+            "--context",
+            ctx,
+        ])
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "istioctl tag generate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_slice(&out.stdout) {
+        let mut v = Value::deserialize(doc)?;
+        if v.is_null() {
+            continue;
+        }
+        for wh in v["webhooks"].as_array_mut().into_iter().flatten() {
+            let cc = &wh["clientConfig"];
+            let path = cc["service"]["path"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| {
+                    let url = cc["url"].as_str()?;
+                    let rest = url.split_once("://")?.1;
+                    Some(
+                        rest.find('/')
+                            .map(|i| rest[i..].to_string())
+                            .unwrap_or("/".into()),
+                    )
+                })
+                .unwrap_or_else(|| "/".into());
+            wh["clientConfig"] = json!({"url": format!("{webhook}{path}"), "caBundle": ca_bundle});
+        }
+        docs.push(serde_yaml::to_string(&v)?);
+    }
+    let bad = docs.iter().any(|d| d.contains("service:"));
+    assert!(!bad, "a webhook still names a Service: {docs:?}");
+    let mut child = std::process::Command::new(bin.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args([
+            "--context",
+            ctx,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+        ])
+        .args(["--field-manager=meshtop-testenv", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .context("kubectl stdin")?
+        .write_all(docs.join("---\n").as_bytes())?;
+    if !child.wait()?.success() {
+        bail!("kubectl apply of the tag webhooks failed");
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_revision_takes_over_two_namespaces_and_gives_them_back() -> Result<()> {
     let own =
@@ -398,6 +491,158 @@ async fn a_canary_revision_takes_over_two_namespaces_and_gives_them_back() -> Re
             def.len(),
             before[host].0.len(),
             "{host}: as many default proxies as before"
+        );
+    }
+
+    // --- Move the revision tag `prod` (namespace checkout) to the canary, then back.
+    let ca_bundle = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .get(&format!("istio-revision-tag-{TAG}"))
+        .await?
+        .webhooks
+        .into_iter()
+        .flatten()
+        .find_map(|w| w.client_config.ca_bundle)
+        .context("tag webhook without caBundle")?;
+    let ca_bundle = String::from_utf8_lossy(
+        &std::process::Command::new("base64")
+            .args(["-w0"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().expect("stdin").write_all(&ca_bundle.0)?;
+                c.wait_with_output()
+            })?
+            .stdout,
+    )
+    .to_string();
+    let canary_webhook = env.istiod[&ctx].revisions[REV].webhook.clone();
+    let default_webhook = env.istiod[&ctx].webhook.clone();
+    let tag_result = async {
+        move_tag(env, &ctx, REV, &canary_webhook, &ca_bundle)?;
+        rollout_restart(&client, &TAGGED).await?;
+        wait_for(
+            &format!("{ctx}: {TAGGED:?} (tag {TAG}) restarted onto {REV}, at istiod-{REV}"),
+            Duration::from_secs(120),
+            || async {
+                let Some(pods) = settled_pods(&client, &TAGGED).await? else {
+                    return Ok(None);
+                };
+                let at_canary = syncz_proxies(&canary_debug).await?;
+                let keys: BTreeSet<String> = pods.keys().cloned().collect();
+                Ok(
+                    (!pods.is_empty() && pods.values().all(|r| r == REV) && at_canary == keys)
+                        .then_some(()),
+                )
+            },
+        )
+        .await?;
+        wait_proxies_where_injected(env).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    move_tag(env, &ctx, "default", &default_webhook, &ca_bundle)?;
+    rollout_restart(&client, &TAGGED).await?;
+    tag_result?;
+    wait_for(
+        &format!("{ctx}: {TAGGED:?} back on the default revision through tag {TAG}"),
+        Duration::from_secs(120),
+        || async {
+            let Some(pods) = settled_pods(&client, &TAGGED).await? else {
+                return Ok(None);
+            };
+            let at_canary = syncz_proxies(&canary_debug).await?;
+            Ok((pods.values().all(|r| r == "default") && at_canary.is_empty()).then_some(()))
+        },
+    )
+    .await?;
+    wait_proxies_where_injected(env).await?;
+
+    // --- A rollout restart of istiod-canary: the new pod gets its kwok PortForward (the old
+    // one's goes), and a port-forward to it reaches the canary istiod.
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), SYSTEM_NS);
+    let old_pod = running_pod(&client, &format!("app=istiod,istio.io/rev={REV}")).await?;
+    deps.patch(
+        &format!("istiod-{REV}"),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": format!("{:?}", std::time::SystemTime::now())}}}}})),
+    )
+    .await?;
+    let pfs = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        SYSTEM_NS,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "PortForward"),
+            "portforwards",
+        ),
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NS);
+    let new_pod = wait_for(
+        "a new istiod-canary pod with its kwok PortForward, the old one's deleted",
+        Duration::from_secs(60),
+        || async {
+            let lp = ListParams::default().labels(&format!("app=istiod,istio.io/rev={REV}"));
+            let names: Vec<String> = pods
+                .list(&lp)
+                .await?
+                .items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .collect();
+            let have: BTreeSet<String> = pfs
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .collect();
+            Ok(match names.as_slice() {
+                [one] if *one != old_pod && have.contains(one) && !have.contains(&old_pod) => {
+                    Some(one.clone())
+                }
+                _ => None,
+            })
+        },
+    )
+    .await?;
+    let (code, body) =
+        port_forward_get(client.clone(), SYSTEM_NS, &new_pod, 8080, "/ready").await?;
+    assert_eq!(code, 200, "{new_pod}:8080/ready via port-forward: {body}");
+
+    // --- `up` again: the same knobs reuse it, other knobs are refused (exit 3).
+    let up = |args: &[&str]| {
+        std::process::Command::new(common::testenv::repo_root().join("testenv/up"))
+            .args(args)
+            .env("MESHTOP_TESTENV_STATE", &own.state)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+    };
+    let st = tokio::task::block_in_place(|| up(&["--revisions", REV]))?;
+    assert!(st.success(), "up --revisions {REV} again: {st}");
+    let st = tokio::task::block_in_place(|| up(&["--revisions", "other"]))?;
+    assert_eq!(st.code(), Some(3), "up with other revisions");
+
+    // --- Every socket of every process (both istiods per primary included) on loopback.
+    let sockets = env.tcp_sockets()?;
+    assert!(
+        sockets
+            .iter()
+            .any(|s| s.process.ends_with(&format!(".{REV}")) && s.state == "0A"),
+        "no listening socket of a {REV} istiod among {sockets:?}"
+    );
+    for s in sockets {
+        let remote_ok =
+            s.remote.ip().is_unspecified() || common::testenv::is_loopback(s.remote.ip());
+        assert!(
+            common::testenv::is_loopback(s.local.ip()) && remote_ok,
+            "{} (pid {}) has a socket off loopback: {} -> {}",
+            s.process,
+            s.pid,
+            s.local,
+            s.remote
         );
     }
     Ok(())
