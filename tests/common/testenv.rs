@@ -270,8 +270,14 @@ impl OwnEnv {
                 .status();
         };
         let mut out = run_up()?;
-        if out.status.code() == Some(3) {
-            // Running with other knobs (a leftover): replace it.
+        if !out.status.success() {
+            // Exit 3: running with other knobs (a leftover): replace it. Otherwise one retry, as
+            // testenv() does: `up` picks free ports just before starting the components, and
+            // another process on the machine may take one in between.
+            eprintln!(
+                "testenv: up {args:?} failed ({}); trying once more",
+                out.status
+            );
             down();
             out = run_up()?;
         }
