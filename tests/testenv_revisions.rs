@@ -266,7 +266,8 @@ fn move_tag(
         if v.is_null() {
             continue;
         }
-        for wh in v["webhooks"].as_array_mut().into_iter().flatten() {
+        let hooks = v.get_mut("webhooks").and_then(Value::as_array_mut);
+        for wh in hooks.into_iter().flatten() {
             let cc = &wh["clientConfig"];
             let path = cc["service"]["path"]
                 .as_str()
