@@ -19,6 +19,11 @@
 // client is closed, and when the address behind its discovery Service changes (a failover
 // repointing a remote cluster to another primary) its client is closed and reconnected to
 // the new istiod.
+//
+// With `testenv/up --revisions` it also maps the app=istiod pods of another revision (label
+// istio.io/rev=<rev>, behind Service istiod-<rev>) to that revision's local istiod, and keeps a
+// kwok PortForward object per such pod (kwok's ClusterPortForward cannot tell the pods of two
+// istiods in one namespace apart), so that a port-forward to it reaches the right process.
 package main
 
 import (
