@@ -2,12 +2,13 @@
 """meshtop's local multi-cluster Istio test environment.
 
 Subcommands (wrapped by testenv/up, testenv/down, testenv/env):
-  up [--topology FILE|NAME] [--replicas R] [--services N]
+  up [--topology FILE|NAME] [--replicas R] [--services N] [--revisions REV[,REV...]]
                               bring every cluster of the topology up (idempotent);
                               --replicas: pods per tenant Deployment (default: frontend 2,
                               the others 1); --services: N more tenant Services+Deployments
                               (load-0..load-N-1, spread over the injected namespaces) in every
-                              data-plane cluster
+                              data-plane cluster; --revisions: every primary also runs an
+                              istiod of each named revision (e.g. canary), beside `default`
   down                        stop what `up` started (pid files) and remove the state dir
   env                         print `export KUBECONFIG=...` while an environment runs
 
@@ -20,6 +21,7 @@ import base64
 import concurrent.futures
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -55,6 +57,15 @@ WORKLOADS = [("shop", "frontend", 2), ("shop", "cart", 1), ("payments", "ledger"
              ("checkout", "api", 1)]
 # Namespaces whose pods pass the injector (extra --services go there).
 INJECTED_NAMESPACES = ["shop", "payments", "checkout"]
+# The istiod ports each local istiod gets (a free 127.0.0.1 port each), and the istiod pod
+# port that kwok's port-forward sends to each of them.
+ISTIOD_PORTS = ("http", "https", "grpc", "secureGRPC", "monitoring", "ctrlz")
+ISTIOD_POD_PORTS = ((15014, "monitoring"), (8080, "http"), (15017, "https"), (15010, "grpc"), (15012, "secureGRPC"))
+
+
+def revisions_of(c, knobs):
+    """The extra istiod revisions (`up --revisions`) a cluster runs: every primary runs them."""
+    return list(knobs.get("revisions") or []) if c.role == "primary" else []
 
 
 def workloads(knobs):
@@ -400,7 +411,7 @@ def write_kubeconfig(path, entries):
 # up
 
 
-def start_control_planes(procs, clusters, etcd_port):
+def start_control_planes(procs, clusters, etcd_port, knobs):
     for c in clusters:
         os.makedirs(c.dir, exist_ok=True)
         pki = c.dir
@@ -459,8 +470,17 @@ def start_control_planes(procs, clusters, etcd_port):
             "kube-scheduler", f"--kubeconfig={c.kubeconfig}", "--leader-elect=false", "--secure-port=0",
             "--kube-api-qps=200", "--kube-api-burst=400", "--v=1",
         ])
+        extra = []
+        if c.revisionPorts:
+            # kwok watches PortForward objects (by pod name, checked before the
+            # ClusterPortForward): the simulated-sidecars process keeps one per istiod pod of a
+            # revision, sending it to that revision's local istiod.
+            c.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=meshtop-testenv", "-f",
+                      os.path.join(os.path.dirname(stages), "crd-portforwards.yaml"))
+            c.kubectl("wait", "--for=condition=Established", "crd/portforwards.kwok.x-k8s.io", "--timeout=60s")
+            extra = ["--enable-crds=PortForward"]
         procs.start(f"kwok-{c.name}", [
-            "kwok", f"--kubeconfig={c.kubeconfig}", f"--config={kwok_config(c, stages)}",
+            "kwok", f"--kubeconfig={c.kubeconfig}", f"--config={kwok_config(c, stages)}", *extra,
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--cidr={c.podSubnet}",
@@ -484,8 +504,7 @@ def kwok_config(c, stages):
               "metadata": {"name": "istiod-to-local-istiod"},
               "spec": {"selector": {"matchNamespaces": [SYSTEM_NS]},
                        "forwards": [{"ports": [pod_port], "target": {"address": LOOPBACK, "port": c.ports[k]}}
-                                    for pod_port, k in ((15014, "monitoring"), (8080, "http"), (15017, "https"),
-                                                        (15010, "grpc"), (15012, "secureGRPC"))]}}
+                                    for pod_port, k in ISTIOD_POD_PORTS]}}
         text += "\n---\n" + yaml.safe_dump(pf, sort_keys=False)
     with open(path, "w") as f:
         f.write(text)
@@ -511,7 +530,7 @@ def seed_nodes_and_namespaces(c):
     c.apply(docs)
 
 
-def istioctl_generate(c, bindir, extra_file=None):
+def istioctl_generate(c, bindir, extra_file=None, revision=None):
     # An external control plane is installed with the clusterName of its config cluster
     # (as Istio's integration framework does: it must match that cluster's remote secret).
     name = c.configCluster if c.role == "external" else c.name
@@ -531,6 +550,9 @@ def istioctl_generate(c, bindir, extra_file=None):
             args += ["--set", "values.global.configCluster=true", "--set", "values.pilot.configMap=true"]
     else:
         args += ["--set", "values.pilot.env.EXTERNAL_ISTIOD=true"]
+    if revision:
+        # As Istio's canary-upgrade docs install a second control plane.
+        args += ["--set", f"revision={revision}"]
     out = run(args).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
@@ -676,9 +698,9 @@ def tenant_docs(c, knobs):
     return docs
 
 
-def istiod_env_from_deployment(docs):
+def istiod_env_from_deployment(docs, name="istiod"):
     for d in docs:
-        if d.get("kind") == "Deployment" and d["metadata"]["name"] == "istiod":
+        if d.get("kind") == "Deployment" and d["metadata"]["name"] == name:
             env = {}
             for e in d["spec"]["template"]["spec"]["containers"][0].get("env", []):
                 if "value" in e:
@@ -719,7 +741,9 @@ def up(topology_arg, knobs):
     for c in clusters:
         c.ports = {"apiserver": free_port(), "kwok": free_port()}
         if c.role in ("primary", "external"):
-            c.ports.update({k: free_port() for k in ("http", "https", "grpc", "secureGRPC", "monitoring", "ctrlz")})
+            c.ports.update({k: free_port() for k in ISTIOD_PORTS})
+        # One more local istiod per revision (`up --revisions`), with ports of its own.
+        c.revisionPorts = {rev: {k: free_port() for k in ISTIOD_PORTS} for rev in revisions_of(c, knobs)}
     by_name = {c.name: c for c in clusters}
     for c in clusters:
         c.primary_gateway = by_name[c.primary].gatewayAddress
@@ -736,11 +760,12 @@ def up(topology_arg, knobs):
     log("etcd ready")
 
     state = {"topology": topo_file, "bin": bindir, "etcd": etcd_port, "knobs": knobs,
-             "clusters": [{**s, "ports": c.ports} for s, c in zip(specs, clusters)]}
+             "clusters": [{**s, "ports": c.ports, **({"revisionPorts": c.revisionPorts} if c.revisionPorts else {})}
+                          for s, c in zip(specs, clusters)]}
     with open(f"{STATE}/up.json", "w") as f:
         json.dump(state, f, indent=1)
 
-    start_control_planes(procs, clusters, etcd_port)
+    start_control_planes(procs, clusters, etcd_port, knobs)
 
     # Generate all Istio manifests (offline, real istioctl) while controllers come up.
     def gen(c):
@@ -753,14 +778,29 @@ def up(topology_arg, knobs):
             ew = istioctl_generate(c, bindir, extra_file=iop)
         return c.name, docs, ew
 
+    def gen_rev(c, rev):
+        return c.name, rev, istioctl_generate(c, bindir, revision=rev)
+
     with concurrent.futures.ThreadPoolExecutor(4) as ex:
         gen_futs = [ex.submit(gen, c) for c in clusters]
+        rev_futs = [ex.submit(gen_rev, c, rev) for c in clusters for rev in c.revisionPorts]
         for c in clusters:
             seed_nodes_and_namespaces(c)
         generated = {}
         for fut in gen_futs:
             name, docs, ew = fut.result()
             generated[name] = (docs, ew)
+        # A revision's install, minus what it shares with the default one (CRDs, the ingress
+        # gateway and its RBAC, istio-reader-service-account): those stay the default's, so a
+        # revision adds only its own objects (istiod-<rev>, istio-<rev>,
+        # istio-sidecar-injector-<rev>, its webhooks and RBAC).
+        generated_rev = {}
+        for fut in rev_futs:
+            name, rev, docs = fut.result()
+            key = lambda d: (d.get("kind"), d["metadata"].get("namespace"), d["metadata"]["name"])
+            have = {key(d) for d in generated[name][0]}
+            generated_rev.setdefault(name, {})[rev] = [
+                d for d in docs if d.get("kind") != "CustomResourceDefinition" and key(d) not in have]
     log("nodes, namespaces seeded; manifests generated")
 
     crds = f"{os.path.dirname(bindir)}/istio/crd-all.gen.yaml"
@@ -782,6 +822,14 @@ def up(topology_arg, knobs):
         later = [d for d in docs if d not in first and d.get("kind") != "CustomResourceDefinition"] + ew
         c.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         c.apply(first)
+        for rev, rdocs in generated_rev.get(c.name, {}).items():
+            # Its webhooks go to its own istiod's 127.0.0.1 webhook port. Its istiod Deployment
+            # is applied now (kwok runs the pod; istio-system is not injected).
+            rdocs = rewrite_webhooks(rdocs, c.revisionPorts[rev]["https"])
+            with open(f"{c.dir}/istio-manifest-{rev}.yaml", "w") as f:
+                yaml.safe_dump_all(rdocs, f, sort_keys=False)
+            c.apply([d for d in rdocs if d.get("kind") != "HorizontalPodAutoscaler"])
+            later = later + [d for d in rdocs if d.get("kind") == "HorizontalPodAutoscaler"]
         deferred[c.name] = later
 
     with concurrent.futures.ThreadPoolExecutor(len(clusters)) as ex:
@@ -826,14 +874,19 @@ def up(topology_arg, knobs):
             f.write(base64.b64decode(next(iter(sec["data"].values()))))
     log("remote secrets created")
 
-    # A real istiod per control plane host, as a local process.
-    for c in hosts:
-        make_cert(c.dir, "istiod", "istiod.istio-system.svc",
-                  sans=["DNS:istiod.istio-system.svc", "DNS:istiod.istio-system.svc.cluster.local",
+    # A real istiod per control plane host, as a local process; one more per revision
+    # (`up --revisions`) on a primary, with the same cluster kubeconfig (so the same remote
+    # secrets: every revision's istiod reads them, as in Istio) and its own ports.
+    for c, rev in [(c, None) for c in hosts] + [(c, rev) for c in hosts for rev in c.revisionPorts]:
+        svc = f"istiod-{rev}" if rev else "istiod"
+        ports = c.revisionPorts[rev] if rev else c.ports
+        cert = svc
+        make_cert(c.dir, cert, f"{svc}.istio-system.svc",
+                  sans=[f"DNS:{svc}.istio-system.svc", f"DNS:{svc}.istio-system.svc.cluster.local",
                         "DNS:istiod-remote.istio-system.svc", "DNS:localhost", "IP:127.0.0.1"])
-        idir = f"{c.dir}/istiod"
+        idir = f"{c.dir}/{svc}"
         os.makedirs(idir, exist_ok=True)
-        env = istiod_env_from_deployment(generated[c.name][0])
+        env = istiod_env_from_deployment(generated_rev[c.name][rev] if rev else generated[c.name][0], svc)
         kubeconfig = c.kubeconfig
         mesh_file = f"{idir}/mesh-not-used"  # absent: istiod reads ConfigMap istio from its cluster
         if c.role == "external":
@@ -852,31 +905,31 @@ def up(topology_arg, knobs):
                             f.write(v)
             env["SHARED_MESH_CONFIG"] = "istio"
         env.update({
-            "CLUSTER_ID": c.configCluster, "POD_NAMESPACE": SYSTEM_NS, "POD_NAME": f"istiod-testenv-{c.name}",
-            "REVISION": "default", "SERVICE_ACCOUNT": "istiod", "KUBECONFIG": kubeconfig,
+            "CLUSTER_ID": c.configCluster, "POD_NAMESPACE": SYSTEM_NS, "POD_NAME": f"{svc}-testenv-{c.name}",
+            "REVISION": rev or "default", "SERVICE_ACCOUNT": svc, "KUBECONFIG": kubeconfig,
             "ISTIOD_CUSTOM_HOST": "localhost,127.0.0.1", "EXTERNAL_ISTIOD": "true",
             "PILOT_CERT_PROVIDER": "istiod", "ROOT_CA_DIR": f"{idir}/cacerts",
         })
-        procs.start(f"istiod-{c.name}", [
+        procs.start(istiod_proc(c.name, rev), [
             "pilot-discovery", "discovery",
             f"--kubeconfig={kubeconfig}", f"--clusterID={c.configCluster}", f"--namespace={SYSTEM_NS}",
-            f"--httpAddr=127.0.0.1:{c.ports['http']}", f"--httpsAddr=127.0.0.1:{c.ports['https']}",
-            f"--grpcAddr=127.0.0.1:{c.ports['grpc']}", f"--secureGRPCAddr=127.0.0.1:{c.ports['secureGRPC']}",
-            f"--monitoringAddr=127.0.0.1:{c.ports['monitoring']}",
-            f"--tlsCertFile={c.dir}/istiod.crt", f"--tlsKeyFile={c.dir}/istiod.key",
+            f"--httpAddr=127.0.0.1:{ports['http']}", f"--httpsAddr=127.0.0.1:{ports['https']}",
+            f"--grpcAddr=127.0.0.1:{ports['grpc']}", f"--secureGRPCAddr=127.0.0.1:{ports['secureGRPC']}",
+            f"--monitoringAddr=127.0.0.1:{ports['monitoring']}",
+            f"--tlsCertFile={c.dir}/{cert}.crt", f"--tlsKeyFile={c.dir}/{cert}.key",
             f"--caCertFile={STATE}/pki/ca.crt",
             f"--meshConfig={mesh_file}", f"--networksConfig={idir}/meshNetworks-not-used",
-            "--ctrlz_address=127.0.0.1", f"--ctrlz_port={c.ports['ctrlz']}",
+            "--ctrlz_address=127.0.0.1", f"--ctrlz_port={ports['ctrlz']}",
             "--domain=cluster.local", "--keepaliveMaxServerConnectionAge=30m", "--shutdownDuration=1s",
             "--log_output_level=default:info",
         ], env=env, cwd=idir)
 
     # Gateways, tenants and the rest only now: the injector webhook needs a live istiod.
-    for c in hosts:
-        if True:
-            wait_for(f"istiod {c.name} /ready", lambda c=c: (procs.check_alive(f"istiod-{c.name}"), http_get(
-                f"http://127.0.0.1:{c.ports['http']}/ready")[0] == 200)[1], 120)
-    log("istiod ready")
+    for c, rev, ports in istiods(hosts):
+        wait_for(f"istiod {istiod_label(c.name, rev)} /ready",
+                 lambda c=c, rev=rev, ports=ports: (procs.check_alive(istiod_proc(c.name, rev)), http_get(
+                     f"http://127.0.0.1:{ports['http']}/ready")[0] == 200)[1], 120)
+    log("istiod ready" + (f" (revisions default, {', '.join(knobs['revisions'])})" if knobs.get("revisions") else ""))
     def apply_rest(c):
         c.apply(deferred[c.name])
         if c.role in ("primary", "config"):
@@ -911,6 +964,16 @@ def up(topology_arg, knobs):
         # An app=istiod pod is the local istiod of its cluster (as kwok's port-forward has it).
         "istiodPods": {c.name: f"{LOOPBACK}:{c.ports['grpc']}" for c in hosts},
     }
+    if any(c.revisionPorts for c in hosts):
+        # ... of its revision: an istiod-<rev> pod (istio.io/rev=<rev>) stands for that
+        # revision's istiod, and the sidecars process keeps a kwok PortForward per such pod.
+        sidecars_cfg["istiodRevisionPods"] = {
+            c.name: {rev: f"{LOOPBACK}:{p['grpc']}" for rev, p in c.revisionPorts.items()}
+            for c in hosts if c.revisionPorts}
+        sidecars_cfg["portForwards"] = {
+            c.name: [{"revision": rev, "ports": {str(pp): f"{LOOPBACK}:{p[k]}" for pp, k in ISTIOD_POD_PORTS}}
+                     for rev, p in c.revisionPorts.items()]
+            for c in hosts if c.revisionPorts}
     with open(f"{STATE}/sidecars.json", "w") as f:
         json.dump(sidecars_cfg, f, indent=1)
     procs.start("sidecars", [sidecars_bin(), f"--config={STATE}/sidecars.json"])
@@ -923,18 +986,35 @@ def up(topology_arg, knobs):
                  lambda c=c, w=want: all(ready_endpoints_by_service(c).get(k, 0) >= r for k, r in w.items()),
                  120 + len(want) * 2, 0.5)
     log("EndpointSlices present")
-    for c in hosts:
-        if True:
-            want = {x.name for x in clusters if x.dataPlane} | {c.configCluster}
-            wait_for(f"istiod {c.name} /debug/clusterz: {sorted(want)} synced",
-                     lambda c=c, w=want: w <= synced_clusters(c), 120, 0.5)
+    for c, rev, ports in istiods(hosts):
+        want = {x.name for x in clusters if x.dataPlane} | {c.configCluster}
+        wait_for(f"istiod {istiod_label(c.name, rev)} /debug/clusterz: {sorted(want)} synced",
+                 lambda w=want, ports=ports: w <= synced_clusters(ports), 120, 0.5)
     log("istiod sees every remote cluster as synced")
 
-    # Every injected pod's proxy connected to the istiod that serves its cluster.
+    if any(c.revisionPorts for c in hosts):
+        # kwok's port-forward reaches each revision's istiod pods through the PortForward
+        # objects the sidecars process keeps: one per istiod-<rev> pod.
+        def port_forwards_present():
+            procs.check_alive("sidecars")
+            for c in hosts:
+                if not c.revisionPorts:
+                    continue
+                pods = {p["metadata"]["name"] for p in c.get_json("-n", SYSTEM_NS, "pods", "-l", "app=istiod")["items"]
+                        if (p["metadata"].get("labels") or {}).get("istio.io/rev") in c.revisionPorts}
+                pfs = {p["metadata"]["name"] for p in c.get_json("-n", SYSTEM_NS, "portforwards.kwok.x-k8s.io")["items"]}
+                if not pods or not pods <= pfs:
+                    return False
+            return True
+        wait_for("kwok PortForwards for every revision's istiod pods", port_forwards_present, 60, 0.5)
+        log("kwok PortForwards for the revisions' istiod pods present")
+
+    # Every injected pod's proxy connected to the istiod that serves its cluster (the istiod of
+    # the revision that injected it).
     def proxies_connected():
         procs.check_alive("sidecars")
         want = expected_proxies(clusters, by_name)
-        have = {c.name: {r.get("proxy") for r in syncz(c)} for c in hosts}
+        have = {(c.name, rev): {r.get("proxy") for r in syncz(ports)} for c, rev, ports in istiods(hosts)}
         return all(want.get(h, set()) == have[h] for h in have)
 
     npods = sum(len(v) for v in expected_proxies(clusters, by_name).values())
@@ -958,6 +1038,10 @@ def up(topology_arg, knobs):
             "xds": f"127.0.0.1:{p.ports['grpc']}",
             "xdsSecure": f"127.0.0.1:{p.ports['secureGRPC']}",
         })
+        if c.revisionPorts:
+            # `up --revisions`: the istiod of each other revision installed in this cluster.
+            base["revisions"] = {rev: {"service": f"istiod-{rev}", **istiod_urls(rp)}
+                                 for rev, rp in c.revisionPorts.items()}
         urls[c.name] = base
     with open(f"{STATE}/istiod.json", "w") as f:
         json.dump(urls, f, indent=2)
@@ -965,6 +1049,35 @@ def up(topology_arg, knobs):
         f.write(f"{time.time() - T0:.1f}\n")
     log(f"up in {time.time() - T0:.1f}s")
     print_summary()
+
+
+def istiod_proc(cluster, rev):
+    """Name of an istiod's pid and log files: istiod-<cluster>, istiod-<cluster>.<revision>."""
+    return f"istiod-{cluster}" + (f".{rev}" if rev else "")
+
+
+def istiod_label(cluster, rev):
+    return cluster + (f" (revision {rev})" if rev else "")
+
+
+def istiods(hosts):
+    """(cluster, revision or None for default, ports) of every local istiod."""
+    out = [(c, None, c.ports) for c in hosts]
+    out += [(c, rev, p) for c in hosts for rev, p in (getattr(c, "revisionPorts", None) or {}).items()]
+    return out
+
+
+def istiod_urls(p):
+    return {
+        "debug": f"http://127.0.0.1:{p['monitoring']}",
+        "monitoring": f"http://127.0.0.1:{p['monitoring']}",
+        "metrics": f"http://127.0.0.1:{p['monitoring']}/metrics",
+        "http": f"http://127.0.0.1:{p['http']}",
+        "ready": f"http://127.0.0.1:{p['http']}/ready",
+        "webhook": f"https://127.0.0.1:{p['https']}",
+        "xds": f"127.0.0.1:{p['grpc']}",
+        "xdsSecure": f"127.0.0.1:{p['secureGRPC']}",
+    }
 
 
 def set_lb_address(c, svc, ip):
@@ -1003,32 +1116,40 @@ def ready_endpoints(c, ns, name):
 
 
 def injected_pods(c):
-    """Names (<pod>.<namespace>, as istiod's syncz shows them) of the running injected pods."""
-    out = set()
+    """<pod>.<namespace> (as istiod's syncz shows them) -> revision that injected it (from
+    sidecar.istio.io/status; None for the default one), for the running injected pods."""
+    out = {}
     for p in c.get_json("-A", "pods")["items"]:
         md = p["metadata"]
-        if "sidecar.istio.io/status" not in (md.get("annotations") or {}) or md.get("deletionTimestamp"):
+        status = (md.get("annotations") or {}).get("sidecar.istio.io/status")
+        if status is None or md.get("deletionTimestamp"):
             continue
         if (p.get("status") or {}).get("phase") == "Running" and (p.get("status") or {}).get("podIP"):
-            out.add(f"{md['name']}.{md['namespace']}")
+            try:
+                rev = json.loads(status).get("revision")
+            except ValueError:
+                rev = None
+            out[f"{md['name']}.{md['namespace']}"] = None if rev in (None, "", "default") else rev
     return out
 
 
 def expected_proxies(clusters, by_name):
-    """Control plane host -> proxies it must have: the injected pods of the clusters it serves."""
+    """(control plane host, revision or None) -> proxies that istiod must have: the injected
+    pods of the clusters it serves that its revision injected."""
     want = {}
     for c in clusters:
-        want.setdefault(by_name[c.primary].name, set()).update(injected_pods(c))
+        for pod, rev in injected_pods(c).items():
+            want.setdefault((by_name[c.primary].name, rev), set()).add(pod)
     return want
 
 
-def syncz(c):
-    st, body = http_get(f"http://127.0.0.1:{c.ports['monitoring']}/debug/syncz")
+def syncz(ports):
+    st, body = http_get(f"http://127.0.0.1:{ports['monitoring']}/debug/syncz")
     return json.loads(body) or []
 
 
-def synced_clusters(c):
-    st, body = http_get(f"http://127.0.0.1:{c.ports['monitoring']}/debug/clusterz")
+def synced_clusters(ports):
+    st, body = http_get(f"http://127.0.0.1:{ports['monitoring']}/debug/clusterz")
     return {x["id"] for x in json.loads(body) if x.get("syncStatus") == "synced"}
 
 
@@ -1061,6 +1182,9 @@ def healthy():
                 return False
             if "http" in s["ports"] and http_get(f"http://127.0.0.1:{s['ports']['http']}/ready")[0] != 200:
                 return False
+            for p in (s.get("revisionPorts") or {}).values():
+                if http_get(f"http://127.0.0.1:{p['http']}/ready")[0] != 200:
+                    return False
         return True
     except Exception:  # noqa: BLE001
         return False
@@ -1077,6 +1201,8 @@ def print_summary():
             if s["role"] == "external" else f" (control plane: {s['primary']})"
         print(f"  {s['name']:<24} {s['role']:<8} {s['network']:<10} api {u['apiserver']}  "
               f"istiod debug {u['debug']} ready {u['ready']}{ctl}")
+        for rev, r in (u.get("revisions") or {}).items():
+            print(f"  {'':<24} {'':<8} {'':<10} revision {rev}: istiod debug {r['debug']} ready {r['ready']}")
     print(f"  istiod URLs per context: {STATE}/istiod.json")
     print(f"  logs: {STATE}/logs   stop: testenv/down")
     print(f"export KUBECONFIG={STATE}/kubeconfig")
@@ -1121,6 +1247,18 @@ def main():
                     die(f"{k} wants a number, not {v}")
                 if knobs[k[2:]] < 0 or (k == "--replicas" and knobs[k[2:]] < 1):
                     die(f"{k} {v} is out of range")
+            elif a.split("=", 1)[0] == "--revisions" and ("=" in a or rest):
+                v = a.split("=", 1)[1] if "=" in a else rest.pop(0)
+                revs = [r for r in v.split(",") if r]
+                for r in revs:
+                    # A revision names Kubernetes objects (istiod-<rev>) and a label value.
+                    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?", r) or r in ("default", REVISION_TAG):
+                        die(f"--revisions: {r!r} is not a usable revision name (lowercase DNS label, "
+                            f"not default or the tag {REVISION_TAG})")
+                if len(set(revs)) != len(revs):
+                    die(f"--revisions {v}: a revision is named twice")
+                if revs:
+                    knobs["revisions"] = revs
             elif a in ("-h", "--help"):
                 print(__doc__)
                 return

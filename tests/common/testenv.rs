@@ -41,6 +41,30 @@ pub struct IstiodUrls {
     pub ready: String,
     /// Webhook port (15017), HTTPS with the testenv CA.
     pub webhook: String,
+    /// Plaintext xDS (15010), `127.0.0.1:PORT`.
+    #[serde(default)]
+    pub xds: String,
+    /// The istiods of other revisions installed in this context's cluster (`testenv/up
+    /// --revisions canary`: every primary), by revision name. Empty without the knob.
+    #[serde(default)]
+    pub revisions: BTreeMap<String, RevisionUrls>,
+}
+
+/// The local istiod of one more revision of a primary (`istiod.json`: `revisions.<rev>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionUrls {
+    /// Its Service (and Deployment) in istio-system: `istiod-<rev>`.
+    pub service: String,
+    /// Base URL of its monitoring port (15014).
+    pub debug: String,
+    pub metrics: String,
+    pub http: String,
+    pub ready: String,
+    /// Its webhook port (the revision's injector webhooks point here).
+    pub webhook: String,
+    /// Plaintext xDS, `127.0.0.1:PORT`.
+    pub xds: String,
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +215,100 @@ pub fn load(kubeconfig: &Path) -> Result<TestEnv> {
         contexts,
         istiod,
     })
+}
+
+/// An environment of its own, brought up by [`OwnEnv::up`] in the state directory
+/// `<default state dir>-<suffix>` with extra `testenv/up` arguments (a topology, knobs such as
+/// `--revisions canary`), and torn down (`testenv/down`) when dropped, pass or fail.
+pub struct OwnEnv {
+    pub state: PathBuf,
+    pub env: TestEnv,
+}
+
+/// The state directory tests use by default: `$MESHTOP_TESTENV_STATE`, else
+/// `~/.cache/meshtop-testenv/state` (as `testenv/up` picks it).
+pub fn default_state_dir() -> Result<PathBuf> {
+    std::env::var_os("MESHTOP_TESTENV_STATE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/meshtop-testenv/state"))
+        })
+        .context("no state directory (neither MESHTOP_TESTENV_STATE nor HOME is set)")
+}
+
+impl OwnEnv {
+    /// Runs `MESHTOP_TESTENV_STATE=<default state dir>-<suffix> testenv/up ARGS...` (blocking:
+    /// call it from `spawn_blocking` in async tests). Builds the binaries first if needed. An
+    /// environment already running there with the same knobs is reused (and still torn down on
+    /// drop); one with other knobs is torn down and brought up again.
+    pub fn up(suffix: &str, args: &[&str]) -> Result<OwnEnv> {
+        let base = default_state_dir()?;
+        let state = PathBuf::from(format!("{}-{suffix}", base.display()));
+        let root = repo_root();
+        let have = Command::new(root.join("testenv/build"))
+            .arg("--print")
+            .stdout(Stdio::null())
+            .status()?;
+        if !have.success() {
+            let st = Command::new(root.join("testenv/build"))
+                .stdout(Stdio::null())
+                .status()?;
+            if !st.success() {
+                bail!("testenv/build failed");
+            }
+        }
+        let run_up = || -> Result<std::process::Output> {
+            Ok(Command::new(root.join("testenv/up"))
+                .args(args)
+                .env("MESHTOP_TESTENV_STATE", &state)
+                .stderr(Stdio::inherit())
+                .output()?)
+        };
+        let down = || {
+            let _ = Command::new(root.join("testenv/down"))
+                .env("MESHTOP_TESTENV_STATE", &state)
+                .status();
+        };
+        let mut out = run_up()?;
+        if !out.status.success() {
+            // Exit 3: running with other knobs (a leftover): replace it. Otherwise one retry, as
+            // testenv() does: `up` picks free ports just before starting the components, and
+            // another process on the machine may take one in between.
+            eprintln!(
+                "testenv: up {args:?} failed ({}); trying once more",
+                out.status
+            );
+            down();
+            out = run_up()?;
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() {
+            down();
+            bail!(
+                "testenv/up {args:?} in {} failed ({}): {stdout}",
+                state.display(),
+                out.status
+            );
+        }
+        let loaded = kubeconfig_from_export(&stdout)
+            .ok_or_else(|| anyhow!("testenv/up printed no export line: {stdout}"))
+            .and_then(|k| load(&k));
+        match loaded {
+            Ok(env) => Ok(OwnEnv { state, env }),
+            Err(e) => {
+                down();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for OwnEnv {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("testenv/down"))
+            .env("MESHTOP_TESTENV_STATE", &self.state)
+            .status();
+    }
 }
 
 /// The directory of the testenv binaries (istioctl, kubectl, ...), from `testenv/build --print`.
@@ -433,4 +551,109 @@ impl TestEnv {
         }
         Ok(out)
     }
+}
+
+/// Running injected pods of one cluster (as [`injected_pods`]), each with the revision whose
+/// injector injected it (`revision` in its `sidecar.istio.io/status`; `default` if absent).
+pub async fn injected_pods_by_revision(client: kube::Client) -> Result<BTreeMap<String, String>> {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: kube::Api<Pod> = kube::Api::all(client);
+    let mut out = BTreeMap::new();
+    for p in pods.list(&kube::api::ListParams::default()).await?.items {
+        let md = &p.metadata;
+        let Some(status) = md
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("sidecar.istio.io/status"))
+        else {
+            continue;
+        };
+        let st = p.status.as_ref();
+        let running = st.and_then(|s| s.phase.as_deref()) == Some("Running")
+            && st.and_then(|s| s.pod_ip.as_deref()).is_some();
+        if !running || md.deletion_timestamp.is_some() {
+            continue;
+        }
+        let rev = serde_json::from_str::<serde_json::Value>(status)
+            .ok()
+            .and_then(|v| v["revision"].as_str().map(str::to_string))
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "default".to_string());
+        out.insert(
+            format!(
+                "{}.{}",
+                md.name.as_deref().unwrap_or_default(),
+                md.namespace.as_deref().unwrap_or_default()
+            ),
+            rev,
+        );
+    }
+    Ok(out)
+}
+
+/// `GET path` (HTTP/1.0) through a Kubernetes port-forward to `port` of a pod (API server ->
+/// kwok -> the local process kwok forwards that pod's port to); returns the status line's code
+/// and the body.
+pub async fn port_forward_get(
+    client: kube::Client,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+    path: &str,
+) -> Result<(u16, String)> {
+    use k8s_openapi::api::core::v1::Pod;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client, namespace);
+    let mut pf = pods.portforward(pod, &[port]).await?;
+    let mut stream = pf
+        .take_stream(port)
+        .ok_or_else(|| anyhow!("no stream for port {port}"))?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await?;
+    // The stream does not always report the remote close as EOF: read until the response is
+    // complete, with a deadline. Complete: its Content-Length is there; or, for a body too
+    // large for Go's server to set one (it then ends an HTTP/1.0 response by closing), the
+    // body so far is a whole JSON document (istiod's debug endpoints answer JSON).
+    let complete = |resp: &[u8]| {
+        let text = String::from_utf8_lossy(resp);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        let length = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        });
+        match length {
+            Some(n) => body.len() >= n,
+            None => {
+                !body.trim().is_empty() && serde_json::from_str::<serde_json::Value>(body).is_ok()
+            }
+        }
+    };
+    let mut resp = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut buf = [0u8; 8192];
+        while !complete(&resp) {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            resp.extend_from_slice(&buf[..n]);
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .context("port-forward response timed out")??;
+    drop(stream);
+    pf.abort();
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| anyhow!("no HTTP status line in {text:?}"))?;
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+    Ok((code, body.to_string()))
 }

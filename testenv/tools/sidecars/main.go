@@ -19,6 +19,11 @@
 // client is closed, and when the address behind its discovery Service changes (a failover
 // repointing a remote cluster to another primary) its client is closed and reconnected to
 // the new istiod.
+//
+// With `testenv/up --revisions` it also maps the app=istiod pods of another revision (label
+// istio.io/rev=<rev>, behind Service istiod-<rev>) to that revision's local istiod, and keeps a
+// kwok PortForward object per such pod (kwok's ClusterPortForward cannot tell the pods of two
+// istiods in one namespace apart), so that a port-forward to it reaches the right process.
 package main
 
 import (
@@ -30,6 +35,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,7 +47,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -71,6 +82,22 @@ type Config struct {
 	Addresses map[string]string `json:"addresses"`
 	// Cluster name -> 127.0.0.1:<xds port> of the local istiod that its app=istiod pods stand for.
 	IstiodPods map[string]string `json:"istiodPods"`
+	// Cluster name -> revision -> 127.0.0.1:<xds port> of the local istiod of that revision
+	// (testenv/up --revisions): an app=istiod pod labelled istio.io/rev=<revision> stands for
+	// it. Pods of a revision not listed here (other than "default") are not mapped at all.
+	IstiodRevisionPods map[string]map[string]string `json:"istiodRevisionPods,omitempty"`
+	// Cluster name -> kwok PortForward objects to keep (testenv/up --revisions): kwok's
+	// ClusterPortForward selects pods by namespace and name only, so every app=istiod pod of
+	// a revision gets a PortForward named after it (kwok checks those first) sending its ports
+	// to that revision's local istiod. Created when such a pod appears, deleted when it goes.
+	PortForwards map[string][]PortForwardRule `json:"portForwards,omitempty"`
+}
+
+// PortForwardRule: the app=istiod pods of the system namespace labelled istio.io/rev=Revision
+// get a kwok PortForward sending each pod port (the map key) to a 127.0.0.1 address.
+type PortForwardRule struct {
+	Revision string            `json:"revision"`
+	Ports    map[string]string `json:"ports"`
 }
 
 var (
@@ -125,6 +152,18 @@ func main() {
 	for c, xds := range cfg.IstiodPods {
 		mustLoopback("istiod pods of "+c, xds)
 	}
+	for c, revs := range cfg.IstiodRevisionPods {
+		for rev, xds := range revs {
+			mustLoopback("istiod pods of "+c+" revision "+rev, xds)
+		}
+	}
+	for c, rules := range cfg.PortForwards {
+		for _, r := range rules {
+			for port, to := range r.Ports {
+				mustLoopback("port-forward of "+c+" revision "+r.Revision+" port "+port, to)
+			}
+		}
+	}
 	logf("sidecars %s (istio %s): %d clusters, address table %v, istiod pods %v",
 		version.Info.Version, version.Info.GitRevision, len(cfg.Clusters), cfg.Addresses, cfg.IstiodPods)
 
@@ -151,6 +190,12 @@ func main() {
 			name: c.Name, clusterID: c.ClusterID, network: c.Network, systemNS: cfg.SystemNamespace,
 			cfg: &cfg, cs: cs, kick: make(chan struct{}, 1), proxies: map[string]*proxy{},
 			unmapped: map[string]bool{},
+		}
+		if len(cfg.PortForwards[c.Name]) > 0 {
+			if w.dyn, err = dynamic.NewForConfig(rc); err != nil {
+				logf("cluster %s: dynamic client: %v", c.Name, err)
+				os.Exit(1)
+			}
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); w.run(ctx) }()
@@ -214,6 +259,10 @@ type clusterWatch struct {
 
 	proxies  map[string]*proxy // "namespace/name" -> client
 	unmapped map[string]bool   // discovery addresses already reported as unmappable
+
+	dyn          dynamic.Interface // for kwok PortForward objects (only with PortForwards rules)
+	portForwards map[string]bool   // PortForward names known to exist (nil: not listed yet)
+	pfRetry      atomic.Bool       // a retry of a failed PortForward write is scheduled
 }
 
 // slimPod keeps what a sidecar needs from a pod (informer memory stays small at scale).
@@ -353,6 +402,7 @@ func (w *clusterWatch) reconcile() {
 		want[pod.Namespace+"/"+pod.Name] = desired{pod: pod, target: target, via: via}
 	}
 	w.unmapped = nowUnmapped
+	w.syncPortForwards()
 	for k, p := range w.proxies {
 		d, ok := want[k]
 		if ok && d.fingerprint() == p.fingerprint {
@@ -468,7 +518,7 @@ func (w *clusterWatch) resolve(disc string) (target, via string, err error) {
 	for _, c := range cands {
 		if c.pod != "" {
 			if obj, ok, _ := w.pods.GetByKey(c.pod); ok && obj.(*corev1.Pod).Labels["app"] == "istiod" {
-				if t, ok := w.cfg.IstiodPods[w.name]; ok {
+				if t, ok := w.istiodTarget(obj.(*corev1.Pod)); ok {
 					return t, c.addr + " (pod " + c.pod + ")", nil
 				}
 			}
@@ -479,6 +529,124 @@ func (w *clusterWatch) resolve(disc string) (target, via string, err error) {
 		tried = append(tried, c.addr)
 	}
 	return "", "", fmt.Errorf("Service %s/%s endpoints %v are not in the address table", ns, svcName, tried)
+}
+
+// istiodTarget is the local istiod an app=istiod pod of this cluster stands for: the one of
+// its revision (istio.io/rev) when that is not "default", else the cluster's default istiod.
+func (w *clusterWatch) istiodTarget(pod *corev1.Pod) (string, bool) {
+	if rev := pod.Labels["istio.io/rev"]; rev != "" && rev != "default" {
+		t, ok := w.cfg.IstiodRevisionPods[w.name][rev]
+		return t, ok
+	}
+	t, ok := w.cfg.IstiodPods[w.name]
+	return t, ok
+}
+
+// ---------------------------------------------------------------------------------------
+// kwok PortForward objects for the istiod pods of other revisions.
+
+var portForwardGVR = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1alpha1", Resource: "portforwards"}
+
+const managedBy = "meshtop-testenv-sidecars"
+
+// syncPortForwards makes the PortForward objects of the system namespace match the app=istiod
+// pods of the revisions in the rules: one per pod, named after it. A failed write is retried.
+func (w *clusterWatch) syncPortForwards() {
+	rules := w.cfg.PortForwards[w.name]
+	if len(rules) == 0 || w.dyn == nil {
+		return
+	}
+	api := w.dyn.Resource(portForwardGVR).Namespace(w.systemNS)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	failed := false
+	if w.portForwards == nil {
+		l, err := api.List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=" + managedBy})
+		if err != nil {
+			logf("cluster %s: listing kwok PortForwards: %v", w.name, err)
+			w.retryPortForwards()
+			return
+		}
+		w.portForwards = map[string]bool{}
+		for _, o := range l.Items {
+			w.portForwards[o.GetName()] = true
+		}
+	}
+	want := map[string]PortForwardRule{}
+	for _, obj := range w.pods.List() {
+		pod := obj.(*corev1.Pod)
+		if pod.Namespace != w.systemNS || pod.Labels["app"] != "istiod" {
+			continue
+		}
+		for _, r := range rules {
+			if pod.Labels["istio.io/rev"] == r.Revision {
+				want[pod.Name] = r
+			}
+		}
+	}
+	for name, r := range want {
+		if w.portForwards[name] {
+			continue
+		}
+		var forwards []any
+		ports := make([]string, 0, len(r.Ports))
+		for p := range r.Ports {
+			ports = append(ports, p)
+		}
+		sort.Strings(ports)
+		for _, p := range ports {
+			host, tp, _ := net.SplitHostPort(r.Ports[p])
+			pn, err1 := strconv.Atoi(p)
+			tn, err2 := strconv.Atoi(tp)
+			if err1 != nil || err2 != nil {
+				continue
+			}
+			forwards = append(forwards, map[string]any{
+				"ports":  []any{int64(pn)},
+				"target": map[string]any{"address": host, "port": int64(tn)},
+			})
+		}
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward",
+			"metadata": map[string]any{"name": name, "namespace": w.systemNS, "labels": map[string]any{
+				"app.kubernetes.io/managed-by": managedBy, "istio.io/rev": r.Revision}},
+			"spec": map[string]any{"forwards": forwards},
+		}}
+		_, err := api.Create(ctx, u, metav1.CreateOptions{FieldManager: managedBy})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			logf("cluster %s: creating kwok PortForward %s/%s: %v", w.name, w.systemNS, name, err)
+			failed = true
+			continue
+		}
+		logf("cluster %s: kwok PortForward %s/%s -> revision %s istiod %v", w.name, w.systemNS, name, r.Revision, r.Ports)
+		w.portForwards[name] = true
+	}
+	for name := range w.portForwards {
+		if _, ok := want[name]; ok {
+			continue
+		}
+		err := api.Delete(ctx, name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			logf("cluster %s: deleting kwok PortForward %s/%s: %v", w.name, w.systemNS, name, err)
+			failed = true
+			continue
+		}
+		logf("cluster %s: kwok PortForward %s/%s deleted (pod gone)", w.name, w.systemNS, name)
+		delete(w.portForwards, name)
+	}
+	if failed {
+		w.retryPortForwards()
+	}
+}
+
+func (w *clusterWatch) retryPortForwards() {
+	if w.pfRetry.Swap(true) {
+		return
+	}
+	time.AfterFunc(2*time.Second, func() {
+		w.pfRetry.Store(false)
+		w.poke()
+	})
 }
 
 func (w *clusterWatch) mapAddress(addr string) (string, string, error) {
