@@ -947,3 +947,138 @@ async fn an_api_server_stopped_mid_apply_is_resumed_or_rolled_back() -> Result<(
     assert!(audit::latest_undoable(&attempts).is_none(), "{attempts:#?}");
     Ok(())
 }
+
+/// A primary's two namespaces switched to another revision (the environment brought up with
+/// `--revisions canary`, in a state directory of its own): labels change, workloads restart,
+/// the new pods carry the target revision and their sidecars connect to its istiod and leave
+/// the default one; undo puts the labels back and the sidecars home.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_namespaces_to_another_revision_moves_their_sidecars() -> Result<()> {
+    let _g = LOCK.lock().await;
+    let own = tokio::task::spawn_blocking(|| {
+        common::testenv::OwnEnv::up("failover-revisions", &["--revisions", "canary"])
+    })
+    .await??;
+    let env = &own.env;
+    let primary = env.primaries().first().cloned().context("a primary")?;
+    let canary = env.istiod[&primary]
+        .revisions
+        .get("canary")
+        .cloned()
+        .context("the canary istiod of the primary")?;
+    let default_debug = env.istiod[&primary].debug.clone();
+    let scratch = Scratch::new(env, "revision")?;
+    let client = env.client(&primary).await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let labels = |ns: Namespace| ns.metadata.labels.unwrap_or_default();
+    let before: BTreeMap<String, BTreeMap<String, String>> = [
+        ("shop", labels(namespaces.get("shop").await?)),
+        ("payments", labels(namespaces.get("payments").await?)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+
+    let to = format!("{primary}/{}", canary.service);
+    let out = scratch.meshtop(&[
+        "failover",
+        "--cluster",
+        &primary,
+        "--to",
+        &to,
+        "--namespaces",
+        "shop,payments",
+        "--yes",
+    ]);
+    assert!(out.status.success(), "switch verified");
+    for ns in ["shop", "payments"] {
+        let l = labels(namespaces.get(ns).await?);
+        assert_eq!(
+            l.get("istio.io/rev").map(String::as_str),
+            Some("canary"),
+            "{ns}: {l:?}"
+        );
+        assert!(!l.contains_key("istio-injection"), "{ns}: {l:?}");
+    }
+    // checkout (the `prod` tag) and legacy were not asked to move.
+    assert_eq!(
+        labels(namespaces.get("checkout").await?)
+            .get("istio.io/rev")
+            .map(String::as_str),
+        Some("prod")
+    );
+
+    // New pods carry the canary revision; the canary istiod serves them, the default does not.
+    let moved = |by_rev: &BTreeMap<String, String>, rev: &str| {
+        by_rev
+            .iter()
+            .filter(|(pod, r)| (pod.ends_with(".shop") || pod.ends_with(".payments")) && *r == rev)
+            .map(|(pod, _)| pod.clone())
+            .collect::<Vec<_>>()
+    };
+    let (canary_debug, client2) = (canary.debug.clone(), client.clone());
+    let cluster_id = primary.clone();
+    wait_for(
+        "the moved sidecars on the canary istiod",
+        Duration::from_secs(60),
+        || {
+            let (canary_debug, default_debug, client, cluster_id) = (
+                canary_debug.clone(),
+                default_debug.clone(),
+                client2.clone(),
+                cluster_id.clone(),
+            );
+            async move {
+                let by_rev = common::testenv::injected_pods_by_revision(client).await?;
+                let on_canary: Vec<String> = moved(&by_rev, "canary");
+                let stale: Vec<String> = moved(&by_rev, "default");
+                let canary_proxies = proxies_of(&canary_debug, &cluster_id).await?;
+                let default_proxies = proxies_of(&default_debug, &cluster_id).await?;
+                Ok((!on_canary.is_empty()
+                    && stale.is_empty()
+                    && on_canary.iter().all(|p| canary_proxies.contains(p))
+                    && on_canary.iter().all(|p| !default_proxies.contains(p)))
+                .then_some(()))
+            }
+        },
+    )
+    .await?;
+
+    let out = scratch.meshtop(&["undo", "--yes"]);
+    assert!(out.status.success(), "undo verified");
+    for (ns, was) in &before {
+        assert_eq!(
+            &labels(namespaces.get(ns).await?),
+            was,
+            "{ns} labels restored"
+        );
+    }
+    let (canary_debug, default_debug) = (canary.debug.clone(), env.istiod[&primary].debug.clone());
+    wait_for(
+        "the sidecars home on the default istiod",
+        Duration::from_secs(60),
+        || {
+            let (canary_debug, default_debug, client, cluster_id) = (
+                canary_debug.clone(),
+                default_debug.clone(),
+                client.clone(),
+                primary.clone(),
+            );
+            async move {
+                let by_rev = common::testenv::injected_pods_by_revision(client).await?;
+                let home = moved(&by_rev, "default");
+                let canary_proxies = proxies_of(&canary_debug, &cluster_id).await?;
+                let default_proxies = proxies_of(&default_debug, &cluster_id).await?;
+                Ok((!home.is_empty()
+                    && moved(&by_rev, "canary").is_empty()
+                    && home.iter().all(|p| default_proxies.contains(p))
+                    && home.iter().all(|p| !canary_proxies.contains(p)))
+                .then_some(()))
+            }
+        },
+    )
+    .await?;
+    drop(scratch);
+    drop(own);
+    Ok(())
+}
