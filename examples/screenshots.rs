@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use meshtop::app::state::App;
+use meshtop::app::state::{App, Command};
+use meshtop::failover::apply::Progress;
+use meshtop::failover::preflight::{Check, Verdict};
 use meshtop::engine::{diff, LogEntry};
 use meshtop::sources::demo::DemoSim;
 use meshtop::theme;
@@ -314,7 +316,19 @@ fn main() {
     let (calm, calm_log) = demo_at(7, 10);
     let mut failover = app(calm, calm_log, "dark");
     select(&mut failover, "cluster:east-2");
-    failover.on_key(KeyEvent::new(KeyCode::Char('f'), KeyModifiers::NONE));
+    if let Some(Command::Access(plan)) =
+        failover.on_key(KeyEvent::new(KeyCode::Char('f'), KeyModifiers::NONE))
+    {
+        // What the simulator's writer answers (the runtime would ask it).
+        failover.on_progress(Progress::Checked {
+            plan,
+            checks: vec![Check {
+                name: "writes permitted".into(),
+                verdict: Verdict::Pass,
+                reason: "simulated mesh: every write is allowed".into(),
+            }],
+        });
+    }
     shoot(&mut failover, &fonts, "failover.png");
 
     // The light theme.
@@ -336,7 +350,44 @@ fn main() {
             .expect("a live cluster");
         select(&mut live, &format!("cluster:{remote}"));
         shoot(&mut live, &fonts, "live.png");
+
+        // A live failover being confirmed: the checks the API server answered, the name typed.
+        live.typed_confirmation = true;
+        if let Some(Command::Access(plan)) =
+            live.on_key(KeyEvent::new(KeyCode::Char('f'), KeyModifiers::NONE))
+        {
+            let checks = access(Path::new(&kubeconfig), &plan);
+            live.on_progress(Progress::Checked { plan, checks });
+        }
+        for c in remote.chars() {
+            live.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+        }
+        shoot(&mut live, &fonts, "live-failover.png");
     }
+}
+
+/// What the API servers answer about a plan (permissions, lock), as the dashboard asks them.
+fn access(kubeconfig: &Path, plan: &meshtop::failover::plan::Plan) -> Vec<Check> {
+    use meshtop::failover::kube::{KubeWriter, Target};
+    use meshtop::failover::writer::Writer;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (targets, _) =
+            meshtop::sources::kube::resolve(Some(kubeconfig), &[], &Default::default())
+                .await
+                .expect("kubeconfig");
+        let writers = targets
+            .into_iter()
+            .filter_map(|t| {
+                Some(Target {
+                    client: kube::Client::try_from(t.config.ok()?).ok()?,
+                    context: t.context,
+                    user: t.user,
+                })
+            })
+            .collect();
+        KubeWriter::new(writers, false).access(plan).await
+    })
 }
 
 /// The topology of real clusters once every one is live and every istiod answered (20 s at
