@@ -399,6 +399,20 @@ async fn live_synced(env: &TestEnv) -> Result<Live> {
     Ok(live)
 }
 
+/// The plan meshtop makes from the live model to move `remote` to `target`'s control plane.
+fn repoint_plan(live: &Live, remote: &str, target: &str) -> Result<Plan> {
+    let topology = live.topology.borrow().clone();
+    let target_id =
+        meshtop::commands::resolve_target(&topology, target).map_err(|e| anyhow::anyhow!("{e}"))?;
+    plan::plan(
+        &topology,
+        &Subject::Cluster(remote.to_string()),
+        Some(&target_id),
+        None,
+    )
+    .map_err(anyhow::Error::msg)
+}
+
 /// Runs a plan through the executor; returns its last progress event.
 async fn run_plan<W: Writer>(
     run: Run,
@@ -730,16 +744,7 @@ async fn an_object_changed_since_the_plan_stops_everything() -> Result<()> {
     let (remote, _home, target) = roles(env)?;
     let scratch = Scratch::new(env, "changed")?;
     let live = live_synced(env).await?;
-    let topology = live.topology.borrow().clone();
-    let target_id = meshtop::commands::resolve_target(&topology, &target)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let plan = plan::plan(
-        &topology,
-        &Subject::Cluster(remote.clone()),
-        Some(&target_id),
-        None,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let plan = repoint_plan(&live, &remote, &target)?;
     let before = objects(env, &remote).await?;
 
     // Someone else sets the annotation the plan is about to set.
@@ -840,16 +845,7 @@ async fn an_api_server_stopped_mid_apply_is_resumed_or_rolled_back() -> Result<(
     let pid = pid_of(env, &format!("kube-apiserver-{remote}"))?;
     let before = objects(env, &remote).await?;
     let live = live_synced(env).await?;
-    let topology = live.topology.borrow().clone();
-    let target_id = meshtop::commands::resolve_target(&topology, &target)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let plan = plan::plan(
-        &topology,
-        &Subject::Cluster(remote.clone()),
-        Some(&target_id),
-        None,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let plan = repoint_plan(&live, &remote, &target)?;
     let stopping = StopsMidway {
         inner: kube_writer(env).await?,
         writes: Arc::new(AtomicUsize::new(0)),
