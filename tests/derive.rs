@@ -601,8 +601,45 @@ fn connection_states_decide_cluster_health_and_notes_become_findings() {
         |f| f.severity == Severity::Warning && f.message.contains("Secrets could not be read")
     ));
     set(&mut store, "primary", Connection::Connecting);
+    let t = derive(&store);
+    assert_eq!(t.cluster("primary").unwrap().health, Health::Unknown);
+    // A cluster whose watches are still syncing gets no verdict and no finding: its remote
+    // must not read as "down" because its control plane is not known yet.
     assert_eq!(
-        derive(&store).cluster("primary").unwrap().health,
-        Health::Unknown
+        t.findings_for(&NodeId::cluster("primary")).count(),
+        0,
+        "no finding while connecting"
     );
+}
+
+#[test]
+fn a_remote_is_not_judged_while_its_primary_is_still_connecting() {
+    let mut store = load("primary-remote", &["remote", "west"]);
+    let connect = |store: &mut Store, connection: Connection| {
+        store.apply(
+            Update::Connection {
+                context: "primary".into(),
+                connection,
+            },
+            SystemTime::UNIX_EPOCH,
+        )
+    };
+    connect(&mut store, Connection::Connecting);
+    let t = derive(&store);
+    let remote = t.cluster("remote").unwrap();
+    assert_ne!(
+        remote.health,
+        Health::Down,
+        "not down before its primary answered"
+    );
+    assert!(!t
+        .findings_for(&NodeId::cluster("remote"))
+        .any(|f| f.message.contains("no control plane serves")));
+    // Once every cluster has answered, a remote nobody serves is down, with the finding.
+    connect(&mut store, Connection::Live);
+    let t = derive(&store);
+    assert_eq!(t.cluster("remote").unwrap().health, Health::Down);
+    assert!(t
+        .findings_for(&NodeId::cluster("remote"))
+        .any(|f| f.message.contains("no control plane serves")));
 }

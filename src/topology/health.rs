@@ -160,8 +160,17 @@ pub fn mesh(m: &mut Mesh) {
         }
     }
 
+    // While a cluster syncs, a control plane it runs may not be known yet: whom it serves is
+    // decided once every cluster has answered.
+    let any_connecting = m.clusters().any(|c| c.connection == Connection::Connecting);
     for net in &mut m.networks {
         for c in &mut net.clusters {
+            if c.connection == Connection::Connecting {
+                // Its watches are still syncing: the data is partial, so no verdict and no
+                // finding yet (a half-read cluster is not "down").
+                c.health = Health::Unknown;
+                continue;
+            }
             let node = NodeId::cluster(&c.name);
             let mut status = connection(&c.connection);
             if let Some((severity, message)) = connection_finding(&c.connection) {
@@ -178,7 +187,9 @@ pub fn mesh(m: &mut Mesh) {
             let served: Vec<&(Health, bool, String)> =
                 c.served_by.iter().filter_map(|id| cps.get(id)).collect();
             if c.role != ClusterRole::Unknown && c.role != ClusterRole::ExternalControlPlane {
-                if served.is_empty() {
+                if served.is_empty() && any_connecting {
+                    status = status.worst(Health::Unknown);
+                } else if served.is_empty() {
                     status = status.worst(Health::Down);
                     push(
                         &mut findings,
