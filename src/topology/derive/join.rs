@@ -57,12 +57,12 @@ fn groups_for(ns: &str, name: &str, members: &[JoinMember]) -> Option<Vec<Endpoi
     for m in members {
         let services = &m.facts.services;
         let Ok(i) =
-            services.binary_search_by(|s| (s.namespace.as_str(), s.name.as_str()).cmp(&(ns, name)))
+            services.binary_search_by(|s| (&*s.namespace, &*s.name).cmp(&(ns, name)))
         else {
             continue;
         };
         found = true;
-        for (locality, (ready, not_ready)) in &services[i].localities {
+        for (locality, (ready, not_ready)) in services[i].localities.iter() {
             groups.push(EndpointGroup {
                 cluster: m.cluster.clone(),
                 network: m.network.clone(),
@@ -85,7 +85,7 @@ fn changed_services<'a>(
     if Arc::ptr_eq(old, new) {
         return;
     }
-    let key = |s: &'a ClusterService| (s.namespace.as_str(), s.name.as_str());
+    let key = |s: &'a ClusterService| (&*s.namespace, &*s.name);
     let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
     loop {
         match (a.peek(), b.peek()) {
@@ -108,7 +108,7 @@ fn changed_services<'a>(
                     b.next();
                 }
                 std::cmp::Ordering::Equal => {
-                    if x.localities != y.localities {
+                    if !Arc::ptr_eq(&x.localities, &y.localities) && x.localities != y.localities {
                         affected.insert(key(x));
                     }
                     a.next();
@@ -202,7 +202,7 @@ pub(super) fn join_services(
             let mut keys: BTreeSet<(&str, &str)> = BTreeSet::new();
             for m in &members {
                 for s in m.facts.services.iter() {
-                    keys.insert((s.namespace.as_str(), s.name.as_str()));
+                    keys.insert((&*s.namespace, &*s.name));
                 }
             }
             let groups = keys
