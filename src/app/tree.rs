@@ -152,7 +152,12 @@ impl TreeIndex {
             self.typed.push((filter.to_string(), found));
         }
         self.matching.fill(false);
-        for &i in self.typed.last().map(|(_, ids)| ids.as_slice()).unwrap_or(&[]) {
+        for &i in self
+            .typed
+            .last()
+            .map(|(_, ids)| ids.as_slice())
+            .unwrap_or(&[])
+        {
             self.matching[i as usize] = true;
         }
     }
@@ -274,11 +279,7 @@ impl Builder<'_> {
         )
     }
 
-    fn cluster(
-        &mut self,
-        mesh: &Mesh,
-        c: &Cluster,
-    ) -> Option<TreeItem<'static, String>> {
+    fn cluster(&mut self, mesh: &Mesh, c: &Cluster) -> Option<TreeItem<'static, String>> {
         let served = c
             .served_by
             .iter()
@@ -342,15 +343,8 @@ impl Builder<'_> {
         )
     }
 
-    fn control_plane_group(
-        &mut self,
-        c: &Cluster,
-    ) -> Option<TreeItem<'static, String>> {
-        let health = c
-            .control_planes
-            .iter()
-            .map(|cp| cp.health)
-            .fold(Health::Healthy, Health::worst);
+    fn control_plane_group(&mut self, c: &Cluster) -> Option<TreeItem<'static, String>> {
+        let health = Health::worst_of(c.control_planes.iter().map(|cp| cp.health));
         self.group(
             "cp",
             "Control planes",
@@ -366,10 +360,7 @@ impl Builder<'_> {
         )
     }
 
-    fn control_plane(
-        &mut self,
-        cp: &ControlPlane,
-    ) -> Option<TreeItem<'static, String>> {
+    fn control_plane(&mut self, cp: &ControlPlane) -> Option<TreeItem<'static, String>> {
         let topology = self.topology;
         let served: Vec<&Cluster> = topology
             .clusters()
@@ -410,15 +401,8 @@ impl Builder<'_> {
         )
     }
 
-    fn gateway_group(
-        &mut self,
-        c: &Cluster,
-    ) -> Option<TreeItem<'static, String>> {
-        let health = c
-            .gateways
-            .iter()
-            .map(|g| g.health)
-            .fold(Health::Healthy, Health::worst);
+    fn gateway_group(&mut self, c: &Cluster) -> Option<TreeItem<'static, String>> {
+        let health = Health::worst_of(c.gateways.iter().map(|g| g.health));
         self.group(
             "gw",
             "Gateways",
@@ -448,16 +432,8 @@ impl Builder<'_> {
         )
     }
 
-    fn namespace_group(
-        &mut self,
-        mesh: &Mesh,
-        c: &Cluster,
-    ) -> Option<TreeItem<'static, String>> {
-        let health = c
-            .namespaces
-            .iter()
-            .map(|n| n.health)
-            .fold(Health::Healthy, Health::worst);
+    fn namespace_group(&mut self, mesh: &Mesh, c: &Cluster) -> Option<TreeItem<'static, String>> {
+        let health = Health::worst_of(c.namespaces.iter().map(|n| n.health));
         self.group(
             "ns",
             "Namespaces",
@@ -530,15 +506,14 @@ impl Builder<'_> {
             |b| {
                 let (health, detail, findings) = match mesh.service(&ns.name, svc) {
                     Some(s) => {
-                        let here: (u32, u32) = s
+                        let (ready, not_ready) = s
                             .endpoints
                             .iter()
                             .filter(|e| *e.cluster == *c.name)
-                            .fold((0, 0), |(r, t), e| (r + e.ready, t + e.ready + e.not_ready));
-                        let counts = [(here.0, here.1 - here.0)];
+                            .fold((0, 0), |(r, n), e| (r + e.ready, n + e.not_ready));
                         (
-                            crate::topology::health::endpoints(counts.iter()),
-                            format!("{}/{}", here.0, here.1),
+                            crate::topology::health::endpoint_counts(ready, not_ready),
+                            format!("{ready}/{}", ready + not_ready),
                             b.findings(&NodeId::mesh_service(&mesh.id, &ns.name, svc)),
                         )
                     }
@@ -719,4 +694,113 @@ pub fn path_of(topology: &Topology, id: &str) -> Option<Vec<String>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::demo::{DemoSim, Rng, Scale};
+    use crate::topology::derive::derive;
+
+    fn topology(seed: u64) -> Topology {
+        let mut sim = DemoSim::scaled(
+            seed,
+            Scale {
+                clusters: 4,
+                services: 60,
+                endpoints_per_service_cluster: 2,
+                clusters_per_service: 2,
+            },
+        );
+        let _ = sim.drain();
+        derive(sim.world())
+    }
+
+    /// Ids of the items, depth first, with their depth.
+    fn ids(items: &[TreeItem<'static, String>], depth: usize, out: &mut Vec<(usize, String)>) {
+        for item in items {
+            out.push((depth, item.identifier().clone()));
+            ids(item.children(), depth + 1, out);
+        }
+    }
+
+    fn shape(model: &TreeModel) -> (Vec<(usize, String)>, Vec<(String, NodeRef)>) {
+        let mut out = Vec::new();
+        ids(&model.items, 0, &mut out);
+        let mut nodes: Vec<_> = model
+            .nodes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        nodes.sort_by(|a, b| a.0.cmp(&b.0));
+        (out, nodes)
+    }
+
+    #[test]
+    fn the_index_counts_findings_as_the_topology_does() {
+        let t = topology(3);
+        let index = TreeIndex::new(&t);
+        for f in t.meshes.iter().flat_map(|m| m.findings.iter()) {
+            assert_eq!(index.findings(&f.node), t.findings_for(&f.node).count());
+        }
+        assert_eq!(index.findings("cluster:nowhere"), 0);
+    }
+
+    /// The guard of the incremental filter: typing and deleting at random, the tree built with
+    /// the kept index equals the tree built with a fresh one at every keystroke.
+    #[test]
+    fn incremental_filter_equals_a_fresh_filter_over_random_keystrokes() {
+        let theme = Theme::dark();
+        let alphabet: Vec<char> = "svc-0123456tenaSVC-Té".chars().collect();
+        for seed in 0..6u64 {
+            let t = topology(seed);
+            let mut kept = TreeIndex::new(&t);
+            let mut rng = Rng::new(seed + 11);
+            let opened = HashSet::new();
+            let mut filter = String::new();
+            for step in 0..120 {
+                match rng.below(10) {
+                    0..=2 => {
+                        filter.pop();
+                    }
+                    3 if !filter.is_empty() => filter.clear(),
+                    _ => filter.push(alphabet[rng.below(alphabet.len() as u64) as usize]),
+                }
+                let incremental = build(&t, &mut kept, &filter, &theme, &opened);
+                let fresh = build(&t, &mut TreeIndex::new(&t), &filter, &theme, &opened);
+                assert_eq!(
+                    shape(&incremental),
+                    shape(&fresh),
+                    "seed {seed}, step {step}, filter {filter:?}"
+                );
+            }
+        }
+    }
+
+    /// The index against the plain rule it replaces: a service is shown for a filter when its
+    /// name contains the filter, ignoring case.
+    #[test]
+    fn filtered_services_are_those_whose_names_contain_the_filter() {
+        let t = topology(5);
+        let theme = Theme::dark();
+        for filter in ["svc-00", "SVC-001", "0005", "nothing-matches"] {
+            let model = build(&t, &mut TreeIndex::new(&t), filter, &theme, &HashSet::new());
+            let mut shown: Vec<&String> = model
+                .nodes
+                .values()
+                .filter_map(|n| match n {
+                    NodeRef::Service(_, _, s) => Some(s),
+                    _ => None,
+                })
+                .collect();
+            shown.sort();
+            let mut expected: Vec<&String> = t
+                .clusters()
+                .flat_map(|c| c.namespaces.iter().flat_map(|ns| ns.services.iter()))
+                .filter(|s| s.to_lowercase().contains(&filter.to_lowercase()))
+                .collect();
+            expected.sort();
+            assert_eq!(shown, expected, "filter {filter}");
+        }
+    }
 }

@@ -66,11 +66,12 @@ pub(super) fn healths(namespaces: &[ClusterNamespace], services: &[ClusterServic
         .iter()
         .map(|ns| {
             let start = services.partition_point(|s| *s.namespace < *ns.name);
-            services[start..]
-                .iter()
-                .take_while(|s| *s.namespace == *ns.name)
-                .map(|s| health::endpoints(s.localities.values()))
-                .fold(Health::Healthy, Health::worst)
+            Health::worst_of(
+                services[start..]
+                    .iter()
+                    .take_while(|s| *s.namespace == *ns.name)
+                    .map(|s| health::endpoints(s.localities.values())),
+            )
         })
         .collect()
 }
