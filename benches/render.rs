@@ -103,13 +103,26 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // A new topology: its tree index is made once, then the items are built.
     c.bench_function("tree/rebuild items after a topology change", |b| {
-        b.iter(|| tree::build(&app.topology, "", app.theme(), app.tree_state.opened()))
+        b.iter(|| {
+            let mut index = tree::TreeIndex::new(&app.topology);
+            tree::build(
+                &app.topology,
+                &mut index,
+                "",
+                app.theme(),
+                app.tree_state.opened(),
+            )
+        })
     });
+    // A filter keystroke: same topology, so the index is kept (as the app keeps it).
+    let mut index = tree::TreeIndex::new(&app.topology);
     c.bench_function("tree/rebuild with a filter (every node visited)", |b| {
         b.iter(|| {
             tree::build(
                 &app.topology,
+                &mut index,
                 "svc-01",
                 app.theme(),
                 app.tree_state.opened(),

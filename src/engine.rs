@@ -104,7 +104,10 @@ pub fn diff(old: &Topology, new: &Topology, at: u64) -> Vec<LogEntry> {
             let Some(os) = om.service(&s.namespace, &s.name) else {
                 continue;
             };
-            if os.ready() == s.ready() && os.total() == s.total() {
+            // Shared endpoints (the service did not change) need no counting.
+            if Arc::ptr_eq(&os.endpoints, &s.endpoints)
+                || (os.ready() == s.ready() && os.total() == s.total())
+            {
                 continue;
             }
             if service_lines == MAX_SERVICE_LINES {

@@ -643,3 +643,91 @@ fn a_remote_is_not_judged_while_its_primary_is_still_connecting() {
         .findings_for(&NodeId::cluster("remote"))
         .any(|f| f.message.contains("no control plane serves")));
 }
+
+/// The guard of the endpoint counter's incremental path: long runs of EndpointSlice changes
+/// only (readiness flips, a slice moving to another Service, slices added and removed), one or
+/// two per derivation; the incremental result equals a fresh derivation after every one.
+#[test]
+fn incremental_endpoint_counts_equal_fresh_ones_over_slice_changes() {
+    use meshtop::sources::demo::{DemoSim, Rng, Scale};
+    use meshtop::topology::derive::Deriver;
+    use meshtop::topology::snapshot::ObjectKind;
+
+    let scale = Scale {
+        clusters: 4,
+        services: 24,
+        endpoints_per_service_cluster: 3,
+        clusters_per_service: 2,
+    };
+    for seed in 0..6u64 {
+        let mut sim = DemoSim::scaled(seed, scale);
+        let _ = sim.drain();
+        let mut store = sim.world().clone();
+        let mut rng = Rng::new(seed * 31 + 7);
+        let mut deriver = Deriver::default();
+        assert_eq!(deriver.derive(&store), derive(&store), "seed {seed}, start");
+        for step in 0..80 {
+            for _ in 0..1 + rng.below(2) {
+                let i = rng.below(store.clusters.len() as u64) as usize;
+                let c = &store.clusters[i];
+                let context = c.context.clone();
+                let slices: Vec<_> = c.endpoint_slices.iter().collect();
+                if slices.is_empty() {
+                    continue;
+                }
+                let (key, slice) = slices[rng.below(slices.len() as u64) as usize];
+                let (key, mut slice) = (key.clone(), slice.clone());
+                let other_service = c
+                    .services
+                    .keys()
+                    .nth(rng.below(c.services.len() as u64) as usize)
+                    .map(|(_, name)| name.clone());
+                match rng.below(10) {
+                    0 => {
+                        store
+                            .cluster_mut(&context)
+                            .delete(ObjectKind::EndpointSlice, &key);
+                        continue;
+                    }
+                    1 => {
+                        // A second slice for the same Service.
+                        slice.metadata.name = Some(format!("{}-extra{step}", key.1));
+                    }
+                    2 => {
+                        // The slice now belongs to another Service (or one of another namespace).
+                        if let Some(name) = other_service {
+                            slice
+                                .metadata
+                                .labels
+                                .get_or_insert_with(Default::default)
+                                .insert("kubernetes.io/service-name".into(), name);
+                        }
+                    }
+                    _ => {
+                        let n = slice.endpoints.as_ref().map(Vec::len).unwrap_or(0);
+                        if let Some(ep) = slice
+                            .endpoints
+                            .as_mut()
+                            .and_then(|e| e.get_mut(rng.below(n.max(1) as u64) as usize))
+                        {
+                            let cond = ep.conditions.get_or_insert_with(Default::default);
+                            cond.ready = Some(!cond.ready.unwrap_or(true));
+                        }
+                    }
+                }
+                store.apply(
+                    Update::Apply {
+                        context,
+                        object: Box::new(KubeObject::EndpointSlice(slice)),
+                    },
+                    SystemTime::UNIX_EPOCH,
+                );
+            }
+            assert_eq!(
+                deriver.derive(&store),
+                derive(&store),
+                "seed {seed}, step {step}"
+            );
+        }
+    }
+}

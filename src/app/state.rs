@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tui_tree_widget::{TreeItem, TreeState};
 
-use super::tree::NodeRef;
+use super::tree::{IndexCache, NodeRef};
 use crate::engine::LogEntry;
 use crate::failover::apply::Run;
 use crate::failover::audit::Attempt;
@@ -128,6 +128,8 @@ pub struct App {
     /// e.g. `demo · seed 7` or `kubeconfig: 3 contexts`
     pub source_label: String,
     pub tree_items: Vec<TreeItem<'static, String>>,
+    /// What tree rebuilds read of the current topology, made once per topology.
+    pub tree_index: IndexCache,
     pub nodes: HashMap<String, NodeRef>,
     pub tree_state: TreeState<String>,
     pub tree_dirty: bool,
@@ -172,6 +174,7 @@ impl App {
             topology: Arc::new(Topology::default()),
             source_label,
             tree_items: Vec::new(),
+            tree_index: IndexCache::default(),
             nodes: HashMap::new(),
             tree_state: TreeState::default(),
             tree_dirty: true,

@@ -2,7 +2,8 @@
 //! Gateways, Namespaces → Services}. Rebuilt on a topology, filter, theme or open/close change,
 //! and only below open nodes (a closed node gets one hidden placeholder child so it still shows
 //! ▶): the cost follows what is on screen, not the size of the mesh. With a filter, every node
-//! is visited but only matches and their ancestors get a line.
+//! is visited but only matches and their ancestors get a line. What every rebuild reads of a
+//! topology (findings per node, lowercase names) is computed once per topology ([`TreeIndex`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -56,12 +57,149 @@ fn placeholder(parent: &str) -> TreeItem<'static, String> {
     TreeItem::new_leaf(format!("…{parent}"), "…")
 }
 
+/// What every rebuild of the tree reads of one topology, computed once per topology: the
+/// number of findings of each node (a rebuild asks for every node it shows) and the service
+/// names, lowercased once, with the matches of the filter typed so far. A keystroke that
+/// extends the filter searches only the names the shorter filter matched; Backspace goes back
+/// to the matches kept for the shorter filter.
+#[derive(Debug, Default)]
+pub struct TreeIndex {
+    findings: HashMap<String, usize>,
+    /// Distinct service names, lowercased.
+    names: Vec<String>,
+    /// Per namespace node (in tree order: meshes, networks, clusters, namespaces) the name ids
+    /// of its services, in order.
+    services: Vec<Vec<u32>>,
+    /// The first namespace node of each cluster (by context).
+    first_namespace: HashMap<String, usize>,
+    /// Filters typed so far, each extending the one before, with the ids of the names that
+    /// contain it.
+    typed: Vec<(String, Vec<u32>)>,
+    /// Whether each name contains the current filter.
+    matching: Vec<bool>,
+}
+
+impl TreeIndex {
+    pub fn new(topology: &Topology) -> TreeIndex {
+        let mut findings: HashMap<String, usize> = HashMap::new();
+        for f in topology.meshes.iter().flat_map(|m| m.findings.iter()) {
+            match findings.get_mut(f.node.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    findings.insert(f.node.clone(), 1);
+                }
+            }
+        }
+        let mut ids: HashMap<&str, u32> = HashMap::new();
+        let mut names = Vec::new();
+        let mut services = Vec::new();
+        let mut first_namespace = HashMap::new();
+        for c in topology.clusters() {
+            first_namespace
+                .entry(c.name.clone())
+                .or_insert(services.len());
+            for ns in c.namespaces.iter() {
+                let of_ns = ns
+                    .services
+                    .iter()
+                    .map(|svc| {
+                        *ids.entry(svc.as_str()).or_insert_with(|| {
+                            names.push(svc.to_lowercase());
+                            names.len() as u32 - 1
+                        })
+                    })
+                    .collect();
+                services.push(of_ns);
+            }
+        }
+        TreeIndex {
+            findings,
+            matching: vec![false; names.len()],
+            names,
+            services,
+            first_namespace,
+            typed: Vec::new(),
+        }
+    }
+
+    /// How many findings point at `node` (as `Topology::findings_for(node).count()`).
+    pub fn findings(&self, node: &str) -> usize {
+        self.findings.get(node).copied().unwrap_or(0)
+    }
+
+    /// Matches the service names against `filter` (lowercase, not empty), searching only the
+    /// matches of the longest filter typed before that it extends.
+    fn set_filter(&mut self, filter: &str) {
+        while self
+            .typed
+            .last()
+            .is_some_and(|(f, _)| !filter.starts_with(f.as_str()))
+        {
+            self.typed.pop();
+        }
+        if self.typed.last().map(|(f, _)| f.as_str()) != Some(filter) {
+            let names = &self.names;
+            let found: Vec<u32> = match self.typed.last() {
+                Some((_, before)) => before
+                    .iter()
+                    .copied()
+                    .filter(|&i| names[i as usize].contains(filter))
+                    .collect(),
+                None => (0..names.len() as u32)
+                    .filter(|&i| names[i as usize].contains(filter))
+                    .collect(),
+            };
+            self.typed.push((filter.to_string(), found));
+        }
+        self.matching.fill(false);
+        for &i in self
+            .typed
+            .last()
+            .map(|(_, ids)| ids.as_slice())
+            .unwrap_or(&[])
+        {
+            self.matching[i as usize] = true;
+        }
+    }
+
+    /// Whether service `position` of namespace `namespace` of cluster `context` matches the
+    /// current filter; `None` if the index does not know it.
+    fn service_matches(&self, context: &str, namespace: usize, position: usize) -> Option<bool> {
+        let node = self.first_namespace.get(context)? + namespace;
+        let id = *self.services.get(node)?.get(position)?;
+        self.matching.get(id as usize).copied()
+    }
+}
+
+/// The [`TreeIndex`] of the topology the tree was last built from.
+#[derive(Debug, Default)]
+pub struct IndexCache {
+    /// Held weakly: the index is made again for another topology.
+    of: std::sync::Weak<Topology>,
+    index: TreeIndex,
+}
+
+impl IndexCache {
+    /// The index of `topology`, made on first use.
+    pub fn get(&mut self, topology: &std::sync::Arc<Topology>) -> &mut TreeIndex {
+        if !std::sync::Weak::ptr_eq(&self.of, &std::sync::Arc::downgrade(topology)) {
+            self.of = std::sync::Arc::downgrade(topology);
+            self.index = TreeIndex::new(topology);
+        }
+        &mut self.index
+    }
+}
+
 struct Builder<'a> {
     theme: &'a Theme,
     filter: String,
     opened: &'a HashSet<Vec<String>>,
     nodes: HashMap<String, NodeRef>,
     topology: &'a Topology,
+    index: &'a TreeIndex,
+    /// Ids from the root to the node being built (one stack, not a copy per node).
+    path: Vec<String>,
+    filter_ascii: bool,
 }
 
 impl Builder<'_> {
@@ -87,7 +225,7 @@ impl Builder<'_> {
     /// for ASCII names: a filter keystroke visits every node.
     fn matches(&self, name: &str) -> bool {
         let f = self.filter.as_bytes();
-        if name.is_ascii() && self.filter.is_ascii() {
+        if self.filter_ascii && name.is_ascii() {
             f.is_empty()
                 || name
                     .as_bytes()
@@ -99,30 +237,28 @@ impl Builder<'_> {
     }
 
     fn findings(&self, node: &str) -> usize {
-        self.topology.findings_for(node).count()
+        self.index.findings(node)
     }
 
-    /// One node. `children` runs only when the node is open (or a filter is active);
-    /// `line` only when the node is shown.
-    #[allow(clippy::too_many_arguments)]
+    /// One node, below the nodes on `self.path`. `children` runs only when the node is open
+    /// (or a filter is active), with the node on `self.path`; `line` only when it is shown.
     fn node(
         &mut self,
-        parent: &[String],
         id: String,
         reference: NodeRef,
         name: &str,
         has_children: bool,
         line: impl FnOnce(&Self) -> Line<'static>,
-        children: impl FnOnce(&mut Self, &[String]) -> Vec<TreeItem<'static, String>>,
+        children: impl FnOnce(&mut Self) -> Vec<TreeItem<'static, String>>,
     ) -> Option<TreeItem<'static, String>> {
         let filtering = !self.filter.is_empty();
-        let mut path = parent.to_vec();
-        path.push(id.clone());
-        let kids = if has_children && (filtering || self.opened.contains(&path)) {
-            children(self, &path)
+        self.path.push(id);
+        let kids = if has_children && (filtering || self.opened.contains(&self.path)) {
+            children(self)
         } else {
             Vec::new()
         };
+        let id = self.path.pop().unwrap_or_default();
         if filtering && kids.is_empty() && !self.matches(name) {
             return None;
         }
@@ -143,12 +279,7 @@ impl Builder<'_> {
         )
     }
 
-    fn cluster(
-        &mut self,
-        parent: &[String],
-        mesh: &Mesh,
-        c: &Cluster,
-    ) -> Option<TreeItem<'static, String>> {
+    fn cluster(&mut self, mesh: &Mesh, c: &Cluster) -> Option<TreeItem<'static, String>> {
         let served = c
             .served_by
             .iter()
@@ -161,7 +292,6 @@ impl Builder<'_> {
         let has_children =
             !c.control_planes.is_empty() || !c.gateways.is_empty() || !c.namespaces.is_empty();
         self.node(
-            parent,
             id.clone(),
             NodeRef::Cluster(c.name.clone()),
             &c.name,
@@ -179,11 +309,11 @@ impl Builder<'_> {
                 );
                 b.line(c.health, c.label(), detail, b.findings(&id))
             },
-            |b, path| {
+            |b| {
                 let mut groups = Vec::new();
-                groups.extend(b.control_plane_group(path, c));
-                groups.extend(b.gateway_group(path, c));
-                groups.extend(b.namespace_group(path, mesh, c));
+                groups.extend(b.control_plane_group(c));
+                groups.extend(b.gateway_group(c));
+                groups.extend(b.namespace_group(mesh, c));
                 groups
             },
         )
@@ -192,20 +322,18 @@ impl Builder<'_> {
     #[allow(clippy::too_many_arguments)]
     fn group(
         &mut self,
-        parent: &[String],
         kind: &str,
         label: &str,
         reference: NodeRef,
         count: usize,
         health: Health,
-        children: impl FnOnce(&mut Self, &[String]) -> Vec<TreeItem<'static, String>>,
+        children: impl FnOnce(&mut Self) -> Vec<TreeItem<'static, String>>,
     ) -> Option<TreeItem<'static, String>> {
         if count == 0 {
             return None;
         }
         let context = reference.cluster().unwrap_or_default().to_string();
         self.node(
-            parent,
             NodeId::group(kind, &context),
             reference,
             label,
@@ -215,37 +343,24 @@ impl Builder<'_> {
         )
     }
 
-    fn control_plane_group(
-        &mut self,
-        parent: &[String],
-        c: &Cluster,
-    ) -> Option<TreeItem<'static, String>> {
-        let health = c
-            .control_planes
-            .iter()
-            .map(|cp| cp.health)
-            .fold(Health::Healthy, Health::worst);
+    fn control_plane_group(&mut self, c: &Cluster) -> Option<TreeItem<'static, String>> {
+        let health = Health::worst_of(c.control_planes.iter().map(|cp| cp.health));
         self.group(
-            parent,
             "cp",
             "Control planes",
             NodeRef::ControlPlanes(c.name.clone()),
             c.control_planes.len(),
             health,
-            |b, path| {
+            |b| {
                 c.control_planes
                     .iter()
-                    .filter_map(|cp| b.control_plane(path, cp))
+                    .filter_map(|cp| b.control_plane(cp))
                     .collect()
             },
         )
     }
 
-    fn control_plane(
-        &mut self,
-        parent: &[String],
-        cp: &ControlPlane,
-    ) -> Option<TreeItem<'static, String>> {
+    fn control_plane(&mut self, cp: &ControlPlane) -> Option<TreeItem<'static, String>> {
         let topology = self.topology;
         let served: Vec<&Cluster> = topology
             .clusters()
@@ -254,7 +369,6 @@ impl Builder<'_> {
         let label = format!("{}/{}", cp.namespace, cp.name);
         let id = NodeId::control_plane(&cp.id);
         self.node(
-            parent,
             id.clone(),
             NodeRef::ControlPlane(cp.id.clone()),
             &label,
@@ -269,18 +383,17 @@ impl Builder<'_> {
                 );
                 b.line(cp.health, &label, detail, b.findings(&id))
             },
-            |b, path| {
+            |b| {
                 served
                     .iter()
                     .filter_map(|o| {
                         b.node(
-                            path,
                             NodeId::served(&cp.id, &o.name),
                             NodeRef::Served(cp.id.clone(), o.name.clone()),
                             &o.name,
                             false,
                             |b| b.line(o.health, &o.name, format!("↳ {}", o.role.label()), 0),
-                            |_, _| Vec::new(),
+                            |_| Vec::new(),
                         )
                     })
                     .collect()
@@ -288,30 +401,20 @@ impl Builder<'_> {
         )
     }
 
-    fn gateway_group(
-        &mut self,
-        parent: &[String],
-        c: &Cluster,
-    ) -> Option<TreeItem<'static, String>> {
-        let health = c
-            .gateways
-            .iter()
-            .map(|g| g.health)
-            .fold(Health::Healthy, Health::worst);
+    fn gateway_group(&mut self, c: &Cluster) -> Option<TreeItem<'static, String>> {
+        let health = Health::worst_of(c.gateways.iter().map(|g| g.health));
         self.group(
-            parent,
             "gw",
             "Gateways",
             NodeRef::Gateways(c.name.clone()),
             c.gateways.len(),
             health,
-            |b, path| {
+            |b| {
                 c.gateways
                     .iter()
                     .filter_map(|g| {
                         let id = NodeId::gateway(&g.id);
                         b.node(
-                            path,
                             id.clone(),
                             NodeRef::Gateway(g.id.clone()),
                             &g.name,
@@ -321,7 +424,7 @@ impl Builder<'_> {
                                     format!("{} {}/{}", g.kind.label(), g.ready_pods, g.pods);
                                 b.line(g.health, &g.name, detail, b.findings(&id))
                             },
-                            |_, _| Vec::new(),
+                            |_| Vec::new(),
                         )
                     })
                     .collect()
@@ -329,28 +432,19 @@ impl Builder<'_> {
         )
     }
 
-    fn namespace_group(
-        &mut self,
-        parent: &[String],
-        mesh: &Mesh,
-        c: &Cluster,
-    ) -> Option<TreeItem<'static, String>> {
-        let health = c
-            .namespaces
-            .iter()
-            .map(|n| n.health)
-            .fold(Health::Healthy, Health::worst);
+    fn namespace_group(&mut self, mesh: &Mesh, c: &Cluster) -> Option<TreeItem<'static, String>> {
+        let health = Health::worst_of(c.namespaces.iter().map(|n| n.health));
         self.group(
-            parent,
             "ns",
             "Namespaces",
             NodeRef::Namespaces(c.name.clone()),
             c.namespaces.len(),
             health,
-            |b, path| {
+            |b| {
                 c.namespaces
                     .iter()
-                    .filter_map(|ns| b.namespace(path, mesh, c, ns))
+                    .enumerate()
+                    .filter_map(|(i, ns)| b.namespace(mesh, c, i, ns))
                     .collect()
             },
         )
@@ -358,13 +452,24 @@ impl Builder<'_> {
 
     fn namespace(
         &mut self,
-        parent: &[String],
         mesh: &Mesh,
         c: &Cluster,
+        position: usize,
         ns: &ClusterNamespace,
     ) -> Option<TreeItem<'static, String>> {
+        // With a filter, skip a namespace with no match below it before building its id.
+        let service_matches = |b: &Self, i: usize, svc: &str| {
+            b.index
+                .service_matches(&c.name, position, i)
+                .unwrap_or_else(|| b.matches(svc))
+        };
+        if !self.filter.is_empty()
+            && !self.matches(&ns.name)
+            && !(ns.services.iter().enumerate()).any(|(i, svc)| service_matches(self, i, svc))
+        {
+            return None;
+        }
         self.node(
-            parent,
             NodeId::namespace(&c.name, &ns.name),
             NodeRef::Namespace(c.name.clone(), ns.name.clone()),
             &ns.name,
@@ -373,29 +478,27 @@ impl Builder<'_> {
                 let findings = b.findings(&NodeId::tenant(&mesh.id, &ns.name));
                 b.line(ns.health, &ns.name, ns.injection.to_string(), findings)
             },
-            |b, path| {
-                ns.services
-                    .iter()
-                    .filter_map(|svc| b.service(path, mesh, c, ns, svc))
-                    .collect()
+            |b| {
+                let mut items = Vec::new();
+                for (i, svc) in ns.services.iter().enumerate() {
+                    // Most services do not match a filter: skip them before building ids.
+                    if b.filter.is_empty() || service_matches(b, i, svc) {
+                        items.extend(b.service(mesh, c, ns, svc));
+                    }
+                }
+                items
             },
         )
     }
 
     fn service(
         &mut self,
-        parent: &[String],
         mesh: &Mesh,
         c: &Cluster,
         ns: &ClusterNamespace,
         svc: &str,
     ) -> Option<TreeItem<'static, String>> {
-        // Most services do not match a filter: skip them before building their ids.
-        if !self.filter.is_empty() && !self.matches(svc) {
-            return None;
-        }
         self.node(
-            parent,
             NodeId::service(&c.name, &ns.name, svc),
             NodeRef::Service(c.name.clone(), ns.name.clone(), svc.to_string()),
             svc,
@@ -403,15 +506,14 @@ impl Builder<'_> {
             |b| {
                 let (health, detail, findings) = match mesh.service(&ns.name, svc) {
                     Some(s) => {
-                        let here: (u32, u32) = s
+                        let (ready, not_ready) = s
                             .endpoints
                             .iter()
                             .filter(|e| *e.cluster == *c.name)
-                            .fold((0, 0), |(r, t), e| (r + e.ready, t + e.ready + e.not_ready));
-                        let counts = [(here.0, here.1 - here.0)];
+                            .fold((0, 0), |(r, n), e| (r + e.ready, n + e.not_ready));
                         (
-                            crate::topology::health::endpoints(counts.iter()),
-                            format!("{}/{}", here.0, here.1),
+                            crate::topology::health::endpoint_counts(ready, not_ready),
+                            format!("{ready}/{}", ready + not_ready),
                             b.findings(&NodeId::mesh_service(&mesh.id, &ns.name, svc)),
                         )
                     }
@@ -419,30 +521,38 @@ impl Builder<'_> {
                 };
                 b.line(health, svc, detail, findings)
             },
-            |_, _| Vec::new(),
+            |_| Vec::new(),
         )
     }
 }
 
-/// Builds the items below `opened` nodes only (every node when `filter` is set).
+/// Builds the items below `opened` nodes only (every node when `filter` is set). `index` is
+/// [`TreeIndex::new`] of `topology`.
 pub fn build(
     topology: &Topology,
+    index: &mut TreeIndex,
     filter: &str,
     theme: &Theme,
     opened: &HashSet<Vec<String>>,
 ) -> TreeModel {
+    let filter = filter.to_lowercase();
+    if !filter.is_empty() {
+        index.set_filter(&filter);
+    }
     let mut b = Builder {
         theme,
-        filter: filter.to_lowercase(),
+        filter_ascii: filter.is_ascii(),
+        filter,
         opened,
         nodes: HashMap::new(),
         topology,
+        index,
+        path: Vec::new(),
     };
     let mut items = Vec::new();
     for mesh in &topology.meshes {
         let id = NodeId::mesh(&mesh.id);
         let item = b.node(
-            &[],
             id.clone(),
             NodeRef::Mesh(mesh.id.clone()),
             &mesh.id,
@@ -451,13 +561,12 @@ pub fn build(
                 let detail = format!("{} · {} services", mesh.trust_domain, mesh.services.len());
                 b.line(mesh.health, &mesh.id, detail, b.findings(&id))
             },
-            |b, path| {
+            |b| {
                 mesh.networks
                     .iter()
                     .filter_map(|net| {
                         let id = NodeId::network(&mesh.id, &net.name);
                         b.node(
-                            path,
                             id.clone(),
                             NodeRef::Network(mesh.id.clone(), net.name.clone()),
                             &net.name,
@@ -471,10 +580,10 @@ pub fn build(
                                 );
                                 b.line(net.health, &net.name, detail, b.findings(&id))
                             },
-                            |b, path| {
+                            |b| {
                                 net.clusters
                                     .iter()
-                                    .filter_map(|c| b.cluster(path, mesh, c))
+                                    .filter_map(|c| b.cluster(mesh, c))
                                     .collect()
                             },
                         )
@@ -585,4 +694,113 @@ pub fn path_of(topology: &Topology, id: &str) -> Option<Vec<String>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::demo::{DemoSim, Rng, Scale};
+    use crate::topology::derive::derive;
+
+    fn topology(seed: u64) -> Topology {
+        let mut sim = DemoSim::scaled(
+            seed,
+            Scale {
+                clusters: 4,
+                services: 60,
+                endpoints_per_service_cluster: 2,
+                clusters_per_service: 2,
+            },
+        );
+        let _ = sim.drain();
+        derive(sim.world())
+    }
+
+    /// Ids of the items, depth first, with their depth.
+    fn ids(items: &[TreeItem<'static, String>], depth: usize, out: &mut Vec<(usize, String)>) {
+        for item in items {
+            out.push((depth, item.identifier().clone()));
+            ids(item.children(), depth + 1, out);
+        }
+    }
+
+    fn shape(model: &TreeModel) -> (Vec<(usize, String)>, Vec<(String, NodeRef)>) {
+        let mut out = Vec::new();
+        ids(&model.items, 0, &mut out);
+        let mut nodes: Vec<_> = model
+            .nodes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        nodes.sort_by(|a, b| a.0.cmp(&b.0));
+        (out, nodes)
+    }
+
+    #[test]
+    fn the_index_counts_findings_as_the_topology_does() {
+        let t = topology(3);
+        let index = TreeIndex::new(&t);
+        for f in t.meshes.iter().flat_map(|m| m.findings.iter()) {
+            assert_eq!(index.findings(&f.node), t.findings_for(&f.node).count());
+        }
+        assert_eq!(index.findings("cluster:nowhere"), 0);
+    }
+
+    /// The guard of the incremental filter: typing and deleting at random, the tree built with
+    /// the kept index equals the tree built with a fresh one at every keystroke.
+    #[test]
+    fn incremental_filter_equals_a_fresh_filter_over_random_keystrokes() {
+        let theme = Theme::dark();
+        let alphabet: Vec<char> = "svc-0123456tenaSVC-Té".chars().collect();
+        for seed in 0..6u64 {
+            let t = topology(seed);
+            let mut kept = TreeIndex::new(&t);
+            let mut rng = Rng::new(seed + 11);
+            let opened = HashSet::new();
+            let mut filter = String::new();
+            for step in 0..120 {
+                match rng.below(10) {
+                    0..=2 => {
+                        filter.pop();
+                    }
+                    3 if !filter.is_empty() => filter.clear(),
+                    _ => filter.push(alphabet[rng.below(alphabet.len() as u64) as usize]),
+                }
+                let incremental = build(&t, &mut kept, &filter, &theme, &opened);
+                let fresh = build(&t, &mut TreeIndex::new(&t), &filter, &theme, &opened);
+                assert_eq!(
+                    shape(&incremental),
+                    shape(&fresh),
+                    "seed {seed}, step {step}, filter {filter:?}"
+                );
+            }
+        }
+    }
+
+    /// The index against the plain rule it replaces: a service is shown for a filter when its
+    /// name contains the filter, ignoring case.
+    #[test]
+    fn filtered_services_are_those_whose_names_contain_the_filter() {
+        let t = topology(5);
+        let theme = Theme::dark();
+        for filter in ["svc-00", "SVC-001", "0005", "nothing-matches"] {
+            let model = build(&t, &mut TreeIndex::new(&t), filter, &theme, &HashSet::new());
+            let mut shown: Vec<&String> = model
+                .nodes
+                .values()
+                .filter_map(|n| match n {
+                    NodeRef::Service(_, _, s) => Some(s),
+                    _ => None,
+                })
+                .collect();
+            shown.sort();
+            let mut expected: Vec<&String> = t
+                .clusters()
+                .flat_map(|c| c.namespaces.iter().flat_map(|ns| ns.services.iter()))
+                .filter(|s| s.to_lowercase().contains(&filter.to_lowercase()))
+                .collect();
+            expected.sort();
+            assert_eq!(shown, expected, "filter {filter}");
+        }
+    }
 }

@@ -46,8 +46,9 @@ impl App {
         }
         let model = tree::build(
             &self.topology,
+            self.tree_index.get(&self.topology),
             &self.filter,
-            self.theme(),
+            &self.themes[self.theme_index],
             self.tree_state.opened(),
         );
         self.tree_items = model.items;

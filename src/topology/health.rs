@@ -71,6 +71,11 @@ fn connection_finding(c: &Connection) -> Option<(Severity, String)> {
 /// Endpoints of one service: none ready is down, some not ready is degraded.
 pub fn endpoints<'a>(counts: impl Iterator<Item = &'a (u32, u32)>) -> Health {
     let (ready, not_ready) = counts.fold((0, 0), |(r, n), (a, b)| (r + a, n + b));
+    endpoint_counts(ready, not_ready)
+}
+
+/// [`endpoints`] of one count of ready and not-ready endpoints.
+pub fn endpoint_counts(ready: u32, not_ready: u32) -> Health {
     if ready + not_ready == 0 {
         Health::Unknown
     } else if ready == 0 {
@@ -90,22 +95,58 @@ fn push(findings: &mut Vec<Finding>, severity: Severity, node: String, message: 
     });
 }
 
-/// Statuses of networks, clusters and services, and the mesh-wide findings.
-pub fn mesh(m: &mut Mesh) {
+fn east_west(clusters: &[Cluster]) -> impl Iterator<Item = &Gateway> {
+    clusters
+        .iter()
+        .flat_map(|c| c.gateways.iter())
+        .filter(|g| g.kind == GatewayKind::EastWest)
+}
+
+/// Whether other networks can reach `net`: through a healthy east-west gateway. With one
+/// network there is no other network that needs to reach it.
+fn reachable(net: &Network, multi_network: bool) -> bool {
+    !multi_network || east_west(&net.clusters).any(|g| g.healthy)
+}
+
+/// What the health and findings of a mesh's services depend on besides their endpoints: a
+/// service is judged again only when its endpoints or these change.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceRules {
+    pub mesh_id: String,
+    /// Networks that no other network can reach.
+    pub unreachable: BTreeSet<String>,
+    /// Tenant namespace → how many clusters have it.
+    pub tenant_spread: BTreeMap<String, usize>,
+}
+
+impl ServiceRules {
+    pub fn new(mesh_id: &str, networks: &[Network], tenants: &[Tenant]) -> ServiceRules {
+        let multi_network = networks.len() > 1;
+        ServiceRules {
+            mesh_id: mesh_id.to_string(),
+            unreachable: networks
+                .iter()
+                .filter(|n| !reachable(n, multi_network))
+                .map(|n| n.name.clone())
+                .collect(),
+            tenant_spread: tenants
+                .iter()
+                .map(|t| (t.namespace.clone(), t.clusters.len()))
+                .collect(),
+        }
+    }
+}
+
+/// Statuses of networks and clusters, and the mesh-wide findings. Services are judged
+/// already ([`service`]); their findings come in `service_findings`.
+pub fn mesh(m: &mut Mesh, service_findings: Vec<Finding>) {
     let mut findings = std::mem::take(&mut m.findings);
     let multi_network = m.networks.len() > 1;
 
     // Networks: reachable through a healthy east-west gateway.
-    let mut unreachable: BTreeSet<String> = BTreeSet::new();
     for net in &mut m.networks {
-        let east_west: Vec<&Gateway> = net
-            .clusters
-            .iter()
-            .flat_map(|c| c.gateways.iter())
-            .filter(|g| g.kind == GatewayKind::EastWest)
-            .collect();
-        // With one network there is no other network that needs to reach it.
-        net.reachable = !multi_network || east_west.iter().any(|g| g.healthy);
+        net.reachable = reachable(net, multi_network);
+        let east_west: Vec<&Gateway> = east_west(&net.clusters).collect();
         let endpoints: u64 = net.clusters.iter().map(|c| c.endpoints_total).sum();
         net.health = if multi_network && !net.reachable {
             Health::Down
@@ -115,7 +156,6 @@ pub fn mesh(m: &mut Mesh) {
             Health::Healthy
         };
         if multi_network && !net.reachable {
-            unreachable.insert(net.name.clone());
             let why = match east_west.first() {
                 None => "has no east-west gateway".to_string(),
                 Some(g) if g.address.is_none() => {
@@ -322,69 +362,67 @@ pub fn mesh(m: &mut Mesh) {
         }
     }
 
-    // Services.
-    let tenant_spread: BTreeMap<&str, usize> = m
-        .tenants
-        .iter()
-        .map(|t| (t.namespace.as_str(), t.clusters.len()))
-        .collect();
-    for svc in &mut m.services {
-        let (ready, not_ready) = svc
-            .endpoints
-            .iter()
-            .fold((0, 0), |(r, n), e| (r + e.ready, n + e.not_ready));
-        svc.health = endpoints([(ready, not_ready)].iter());
-        // Built only when a finding needs it: most services have none.
-        let node = || NodeId::mesh_service(&m.id, &svc.namespace, &svc.name);
-        let mut ready_in = svc
-            .endpoints
-            .iter()
-            .filter(|e| e.ready > 0)
-            .map(|e| &*e.cluster);
-        let first_ready = ready_in.next();
-        let single_cluster = first_ready.is_some() && ready_in.all(|c| Some(c) == first_ready);
-        let total = svc.total();
-        if single_cluster && tenant_spread.get(&*svc.namespace).copied().unwrap_or(0) > 1 {
-            push(
-                &mut findings,
-                Severity::Warning,
-                node(),
-                format!(
-                    "every ready endpoint ({}) sits in {}: no cross-cluster failover",
-                    svc.ready(),
-                    first_ready.unwrap_or("?")
-                ),
-            );
-        }
-        let stranded: u32 = if unreachable.is_empty() {
-            0
-        } else {
-            svc.endpoints
-                .iter()
-                .filter(|e| unreachable.contains(&*e.network))
-                .map(|e| e.ready)
-                .sum()
-        };
-        // The network carries the finding; its services show it as degraded health and in
-        // their endpoint distribution, rather than one warning each.
-        if stranded > 0 {
-            svc.health = svc.health.worst(Health::Degraded);
-        }
-        if total > 0 && svc.ready() == 0 {
-            push(
-                &mut findings,
-                Severity::Error,
-                node(),
-                format!("no ready endpoint in any cluster ({total} not ready)"),
-            );
-        }
-    }
-
-    m.health = m
-        .networks
-        .iter()
-        .flat_map(|n| n.clusters.iter().map(|c| c.health))
-        .fold(Health::Healthy, Health::worst);
+    findings.extend(service_findings);
+    m.health = Health::worst_of(m.clusters().map(|c| c.health));
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.node.cmp(&b.node)));
     m.findings = findings;
+}
+
+/// A service's health and findings: its endpoints (none ready is down, some not ready
+/// degraded), ready endpoints stranded in an unreachable network, all ready endpoints in one
+/// cluster of a tenant spread over several.
+pub fn service(svc: &mut Service, rules: &ServiceRules, findings: &mut Vec<Finding>) {
+    let (ready, not_ready) = svc
+        .endpoints
+        .iter()
+        .fold((0, 0), |(r, n), e| (r + e.ready, n + e.not_ready));
+    svc.health = endpoint_counts(ready, not_ready);
+    // Built only when a finding needs it: most services have none.
+    let node = || NodeId::mesh_service(&rules.mesh_id, &svc.namespace, &svc.name);
+    let mut ready_in = svc
+        .endpoints
+        .iter()
+        .filter(|e| e.ready > 0)
+        .map(|e| &*e.cluster);
+    let first_ready = ready_in.next();
+    let single_cluster = first_ready.is_some() && ready_in.all(|c| Some(c) == first_ready);
+    let total = ready + not_ready;
+    let spread = rules
+        .tenant_spread
+        .get(&*svc.namespace)
+        .copied()
+        .unwrap_or(0);
+    if single_cluster && spread > 1 {
+        push(
+            findings,
+            Severity::Warning,
+            node(),
+            format!(
+                "every ready endpoint ({ready}) sits in {}: no cross-cluster failover",
+                first_ready.unwrap_or("?")
+            ),
+        );
+    }
+    let stranded: u32 = if rules.unreachable.is_empty() {
+        0
+    } else {
+        svc.endpoints
+            .iter()
+            .filter(|e| rules.unreachable.contains(&*e.network))
+            .map(|e| e.ready)
+            .sum()
+    };
+    // The network carries the finding; its services show it as degraded health and in their
+    // endpoint distribution, rather than one warning each.
+    if stranded > 0 {
+        svc.health = svc.health.worst(Health::Degraded);
+    }
+    if total > 0 && ready == 0 {
+        push(
+            findings,
+            Severity::Error,
+            node(),
+            format!("no ready endpoint in any cluster ({total} not ready)"),
+        );
+    }
 }

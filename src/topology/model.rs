@@ -39,6 +39,11 @@ impl Health {
         }
     }
 
+    /// The worst of several healths (see [`Health::worst`]); `Healthy` when there are none.
+    pub fn worst_of(healths: impl IntoIterator<Item = Health>) -> Health {
+        healths.into_iter().fold(Health::Healthy, Health::worst)
+    }
+
     /// The worse of two healths; `Unknown` only wins over `Healthy`.
     pub fn worst(self, other: Health) -> Health {
         fn rank(h: Health) -> u8 {
@@ -224,6 +229,7 @@ pub struct Gateway {
     pub id: String,
     pub name: String,
     pub namespace: String,
+    /// Context of the cluster it runs in.
     pub cluster: String,
     pub kind: GatewayKind,
     pub network: String,
@@ -386,7 +392,8 @@ pub struct Network {
 /// Endpoints of one service in one cluster and locality.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct EndpointGroup {
-    /// Shared, not copied: one service's groups repeat the same few names many times.
+    /// Context of the cluster. Shared, not copied: one service's groups repeat the same few
+    /// names many times.
     pub cluster: Arc<str>,
     pub network: Arc<str>,
     pub locality: Arc<str>,
@@ -415,6 +422,7 @@ impl Service {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TenantCluster {
+    /// Context of the cluster.
     pub cluster: String,
     pub injection: Injection,
     pub revision: Option<String>,

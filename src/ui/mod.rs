@@ -78,11 +78,7 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
     let theme = app.theme();
     let t = &app.topology;
     let clusters = t.clusters().count();
-    let worst = t
-        .meshes
-        .iter()
-        .map(|m| m.health)
-        .fold(Health::Healthy, Health::worst);
+    let worst = Health::worst_of(t.meshes.iter().map(|m| m.health));
     let mut spans = vec![
         Span::styled(" meshtop ", theme.title().add_modifier(Modifier::REVERSED)),
         Span::raw(" "),

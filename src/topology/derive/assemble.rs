@@ -166,7 +166,7 @@ pub(super) fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) 
                     });
             }
         }
-        let tenants = tenants
+        let tenants: Vec<Tenant> = tenants
             .into_iter()
             .map(|(namespace, clusters)| Tenant {
                 namespace,
@@ -193,26 +193,6 @@ pub(super) fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) 
         let cluster_local_owned: BTreeSet<String> =
             cluster_local.iter().map(|s| s.to_string()).collect();
         let mut join = join_services(cache.meshes.remove(&mesh_id), joined, cluster_local_owned);
-        let domains = [trust_domain.as_str(), "cluster.local"];
-        // Whether a service is cluster-local is decided once per service, then remembered.
-        let services = join
-            .groups
-            .values_mut()
-            .filter_map(|j| {
-                let local = *j.cluster_local.get_or_insert_with(|| {
-                    cluster_local
-                        .iter()
-                        .any(|p| host_pattern_matches(p, &j.name, &j.namespace, &domains))
-                });
-                (!local).then(|| Service {
-                    namespace: j.namespace.clone(),
-                    name: j.name.clone(),
-                    endpoints: j.groups.clone(),
-                    health: Health::Unknown,
-                })
-            })
-            .collect();
-        cache.meshes.insert(mesh_id.clone(), join);
 
         drop(member_clusters);
         let mut findings = Vec::new();
@@ -237,6 +217,48 @@ pub(super) fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) 
             })
             .collect();
 
+        // A service is judged again only when its endpoints (a new `Joined`) or the rules
+        // changed: a re-derivation does not walk every service's endpoints.
+        let rules = health::ServiceRules::new(&mesh_id, &networks, &tenants);
+        if join.rules != rules {
+            for j in join.groups.values_mut() {
+                j.judged = None;
+            }
+            join.rules = rules;
+        }
+        let domains = [trust_domain.as_str(), "cluster.local"];
+        let mut service_findings = Vec::new();
+        // Whether a service is cluster-local is decided once per service, then remembered.
+        let services = join
+            .groups
+            .values_mut()
+            .filter_map(|j| {
+                let local = *j.cluster_local.get_or_insert_with(|| {
+                    cluster_local
+                        .iter()
+                        .any(|p| host_pattern_matches(p, &j.name, &j.namespace, &domains))
+                });
+                if local {
+                    return None;
+                }
+                let mut service = Service {
+                    namespace: j.namespace.clone(),
+                    name: j.name.clone(),
+                    endpoints: j.groups.clone(),
+                    health: Health::Unknown,
+                };
+                let (health, found) = j.judged.get_or_insert_with(|| {
+                    let mut found = Vec::new();
+                    health::service(&mut service, &join.rules, &mut found);
+                    (service.health, found)
+                });
+                service.health = *health;
+                service_findings.extend(found.iter().cloned());
+                Some(service)
+            })
+            .collect();
+        cache.meshes.insert(mesh_id.clone(), join);
+
         let mut mesh = Mesh {
             id: mesh_id,
             trust_domain,
@@ -246,7 +268,7 @@ pub(super) fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) 
             findings,
             health: Health::Unknown,
         };
-        health::mesh(&mut mesh);
+        health::mesh(&mut mesh, service_findings);
         meshes.push(mesh);
     }
     Topology { meshes }

@@ -126,7 +126,6 @@ pub(super) struct ClusterReader {
     namespaces: Memo<(u64, u64, u64), Vec<ClusterNamespace>>,
     with_health: Memo<(u64, Vec<Health>), Vec<ClusterNamespace>>,
     injected: Memo<(u64, u64), Vec<String>>,
-    services: Memo<(u64, u64, u64, u64), Vec<ClusterService>>,
     endpoints: EndpointCounter,
 }
 
@@ -217,16 +216,7 @@ impl ClusterReader {
             .get((k.namespaces, k.services, k.istio), || {
                 namespaces::namespaces(s)
             });
-        let services_key = (
-            k.services,
-            k.endpoint_slices,
-            s.locality_version,
-            self.nodes.generation,
-        );
-        let endpoints = &mut self.endpoints;
-        let services = self
-            .services
-            .get(services_key, || endpoints.count(s, &nodes));
+        let services = self.endpoints.count(s, &nodes, self.nodes.generation);
         let healths = namespaces::healths(&tenant_namespaces, &services);
         let namespaces_key = (self.namespaces.generation, healths);
         let with_health = self.with_health.get(namespaces_key.clone(), || {

@@ -9,16 +9,18 @@ use rustc_hash::FxHashMap;
 use super::objects::label;
 use crate::topology::istio::*;
 use crate::topology::snapshot::{ClusterSnapshot, ObjectKey};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// locality → (ready, not ready)
 pub type Localities = BTreeMap<Arc<str>, (u32, u32)>;
 
-/// One Service in one cluster with its endpoints grouped by locality.
+/// One Service in one cluster with its endpoints grouped by locality. Names and localities are
+/// shared, so a reading that changes one service copies pointers for the others.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterService {
-    pub namespace: String,
-    pub name: String,
-    pub localities: Localities,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+    pub localities: Arc<Localities>,
 }
 
 /// The locality of every node, and the cluster's region. Reads nodes only.
@@ -53,97 +55,235 @@ pub(super) fn node_localities(s: &ClusterSnapshot) -> NodeLocalities {
 }
 
 /// Endpoints of one EndpointSlice counted per locality, remembered with the slice version and
-/// the locality version they were computed at.
+/// the locality version they were computed at, and the service (its index in the last result)
+/// they were added to.
 #[derive(Clone, Debug)]
 struct SliceCounts {
     slice_version: u64,
     locality_version: u64,
+    service: Option<usize>,
     counts: Vec<(Arc<str>, u32, u32)>,
 }
 
-/// Per-slice counts of one cluster, so one endpoint change recounts one slice.
+/// The versions a count was made at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Basis {
+    services: u64,
+    endpoint_slices: u64,
+    locality_version: u64,
+    nodes: u64,
+    /// The snapshot version: slices changed since have a higher one in `slice_versions`.
+    version: u64,
+}
+
+impl Basis {
+    /// Same Services and localities: only EndpointSlices may differ.
+    fn same_services(&self, other: &Basis) -> bool {
+        self.services == other.services
+            && self.locality_version == other.locality_version
+            && self.nodes == other.nodes
+    }
+}
+
+/// Per-slice counts of one cluster and the last result, so one endpoint change recounts one
+/// slice and touches only the service it belongs to.
 #[derive(Default)]
 pub(super) struct EndpointCounter {
+    /// Every EndpointSlice of the last count, counted into a service or not.
     slices: HashMap<ObjectKey, SliceCounts>,
+    last: Option<(Basis, Arc<Vec<ClusterService>>)>,
+}
+
+/// Pods that override their node's locality (the store keeps that index).
+fn pod_localities(s: &ClusterSnapshot) -> FxHashMap<(&str, &str), &str> {
+    s.pod_localities
+        .iter()
+        .map(|((ns, name), loc)| ((ns.as_str(), name.as_str()), loc.as_str()))
+        .collect()
+}
+
+/// The endpoints of one slice counted per locality, with shared keys: no allocation per
+/// endpoint.
+fn count_slice(
+    slice: &EndpointSlice,
+    pod_locality: &FxHashMap<(&str, &str), &str>,
+    nodes: &NodeLocalities,
+    unknown_locality: &Arc<str>,
+) -> Vec<(Arc<str>, u32, u32)> {
+    let mut counts: Vec<(Arc<str>, u32, u32)> = Vec::new();
+    for ep in slice.endpoints.iter().flatten() {
+        let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+        let pod_loc = ep
+            .target_ref
+            .as_ref()
+            .and_then(|r| pod_locality.get(&(r.namespace.as_deref()?, r.name.as_deref()?)));
+        let locality: Arc<str> = match pod_loc {
+            Some(l) => Arc::from(*l),
+            None => match ep.node_name.as_deref().and_then(|n| nodes.by_node.get(n)) {
+                Some(l) => l.clone(),
+                None => match &ep.zone {
+                    Some(z) => Arc::from(format!("?/{z}")),
+                    None => unknown_locality.clone(),
+                },
+            },
+        };
+        let (r, n) = if ready { (1, 0) } else { (0, 1) };
+        match counts.iter_mut().find(|(l, _, _)| *l == locality) {
+            Some(c) => {
+                c.1 += r;
+                c.2 += n;
+            }
+            None => counts.push((locality, r, n)),
+        }
+    }
+    counts
+}
+
+/// The index of the service a slice belongs to (`kubernetes.io/service-name`), in services
+/// sorted by namespace and name.
+fn service_of(slice: &EndpointSlice, keys: &[(&str, &str)]) -> Option<usize> {
+    let name = label(&slice.metadata, LABEL_SERVICE_NAME)?;
+    let ns = slice.metadata.namespace.as_deref().unwrap_or("");
+    keys.binary_search(&(ns, name)).ok()
 }
 
 impl EndpointCounter {
     /// The tenant Services of the cluster with their endpoints, sorted by namespace and name.
-    pub fn count(&mut self, s: &ClusterSnapshot, nodes: &NodeLocalities) -> Vec<ClusterService> {
-        let unknown_locality: Arc<str> = Arc::from("unknown");
-        // Only pods that override their locality need a lookup (the store keeps that index).
-        let pod_locality: FxHashMap<(&str, &str), &str> = s
-            .pod_localities
+    /// The same `Arc` while nothing they are read from changed; when only EndpointSlices
+    /// changed, only those slices are recounted and only their services' localities copied.
+    pub fn count(
+        &mut self,
+        s: &ClusterSnapshot,
+        nodes: &NodeLocalities,
+        nodes_generation: u64,
+    ) -> Arc<Vec<ClusterService>> {
+        let basis = Basis {
+            services: s.kinds.services,
+            endpoint_slices: s.kinds.endpoint_slices,
+            locality_version: s.locality_version,
+            nodes: nodes_generation,
+            version: s.version,
+        };
+        if let Some((last, services)) = &self.last {
+            if last.same_services(&basis) && last.endpoint_slices == basis.endpoint_slices {
+                return services.clone();
+            }
+        }
+        let recounted = match self.last.take() {
+            Some((last, services)) if last.same_services(&basis) && last.version <= s.version => {
+                self.recount_changed(s, nodes, last.version, &services)
+            }
+            _ => None,
+        };
+        let services = match recounted {
+            Some(services) => services,
+            None => Arc::new(self.count_all(s, nodes)),
+        };
+        self.last = Some((basis, services.clone()));
+        services
+    }
+
+    /// Recounts the slices changed since snapshot version `since` into a copy of `old`; `None`
+    /// when a slice was removed (or anything else a full count must settle).
+    fn recount_changed(
+        &mut self,
+        s: &ClusterSnapshot,
+        nodes: &NodeLocalities,
+        since: u64,
+        old: &Arc<Vec<ClusterService>>,
+    ) -> Option<Arc<Vec<ClusterService>>> {
+        let changed: Vec<&ObjectKey> = s
+            .slice_versions
             .iter()
-            .map(|((ns, name), loc)| ((ns.as_str(), name.as_str()), loc.as_str()))
+            .filter(|(_, v)| **v > since)
+            .map(|(k, _)| k)
             .collect();
-        // Keys borrow from the snapshot; names are copied once, into the result.
-        let mut services: BTreeMap<(&str, &str), Localities> = s
-            .services
-            .keys()
-            .filter(|(ns, _)| !INFRA_NAMESPACES.contains(&ns.as_str()))
-            .map(|(ns, name)| ((ns.as_str(), name.as_str()), BTreeMap::new()))
-            .collect();
-        self.slices
-            .retain(|key, _| s.endpoint_slices.contains_key(key));
-        for (key, slice) in &s.endpoint_slices {
-            let Some(svc_name) = label(&slice.metadata, LABEL_SERVICE_NAME) else {
-                continue;
-            };
-            let ns = slice.metadata.namespace.as_deref().unwrap_or("");
-            let Some(localities) = services.get_mut(&(ns, svc_name)) else {
-                continue;
-            };
-            let slice_version = s.slice_versions.get(key).copied().unwrap_or(0);
-            if let Some(cached) = self.slices.get(key).filter(|c| {
-                c.slice_version == slice_version && c.locality_version == s.locality_version
-            }) {
-                add(localities, &cached.counts);
-                continue;
+        let added = changed
+            .iter()
+            .filter(|k| !self.slices.contains_key(**k))
+            .count();
+        if s.slice_versions.len() != s.endpoint_slices.len()
+            || s.endpoint_slices.len() != self.slices.len() + added
+        {
+            return None;
+        }
+        let unknown_locality: Arc<str> = Arc::from("unknown");
+        let pod_locality = pod_localities(s);
+        let keys: Vec<(&str, &str)> = old.iter().map(|c| (&*c.namespace, &*c.name)).collect();
+        let mut services: Vec<ClusterService> = (**old).clone();
+        for key in changed {
+            let slice = s.endpoint_slices.get(key)?;
+            let service = service_of(slice, &keys);
+            let counts = count_slice(slice, &pod_locality, nodes, &unknown_locality);
+            if let Some(i) = self.slices.get(key).and_then(|c| c.service) {
+                let previous = &self.slices[key].counts;
+                subtract(Arc::make_mut(&mut services[i].localities), previous);
             }
-            // Count per locality with shared keys first: no allocation per endpoint.
-            let mut counts: Vec<(Arc<str>, u32, u32)> = Vec::new();
-            for ep in slice.endpoints.iter().flatten() {
-                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-                let pod_loc = ep
-                    .target_ref
-                    .as_ref()
-                    .and_then(|r| pod_locality.get(&(r.namespace.as_deref()?, r.name.as_deref()?)));
-                let locality: Arc<str> = match pod_loc {
-                    Some(l) => Arc::from(*l),
-                    None => match ep.node_name.as_deref().and_then(|n| nodes.by_node.get(n)) {
-                        Some(l) => l.clone(),
-                        None => match &ep.zone {
-                            Some(z) => Arc::from(format!("?/{z}")),
-                            None => unknown_locality.clone(),
-                        },
-                    },
-                };
-                let (r, n) = if ready { (1, 0) } else { (0, 1) };
-                match counts.iter_mut().find(|(l, _, _)| *l == locality) {
-                    Some(c) => {
-                        c.1 += r;
-                        c.2 += n;
-                    }
-                    None => counts.push((locality, r, n)),
-                }
+            if let Some(i) = service {
+                add(Arc::make_mut(&mut services[i].localities), &counts);
             }
-            add(localities, &counts);
             self.slices.insert(
                 key.clone(),
                 SliceCounts {
-                    slice_version,
+                    slice_version: s.slice_versions.get(key).copied().unwrap_or(0),
                     locality_version: s.locality_version,
+                    service,
                     counts,
                 },
             );
         }
-        services
-            .into_iter()
+        Some(Arc::new(services))
+    }
+
+    /// Counts every slice (reusing the counts of slices unchanged since they were counted).
+    fn count_all(&mut self, s: &ClusterSnapshot, nodes: &NodeLocalities) -> Vec<ClusterService> {
+        let unknown_locality: Arc<str> = Arc::from("unknown");
+        let pod_locality = pod_localities(s);
+        // Keys borrow from the snapshot; names are copied once, into the result.
+        let keys: Vec<(&str, &str)> = s
+            .services
+            .keys()
+            .filter(|(ns, _)| !INFRA_NAMESPACES.contains(&ns.as_str()))
+            .map(|(ns, name)| (ns.as_str(), name.as_str()))
+            .collect();
+        let mut localities: Vec<Localities> = vec![BTreeMap::new(); keys.len()];
+        self.slices
+            .retain(|key, _| s.endpoint_slices.contains_key(key));
+        for (key, slice) in &s.endpoint_slices {
+            let service = service_of(slice, &keys);
+            let slice_version = s.slice_versions.get(key).copied().unwrap_or(0);
+            let cached = self.slices.get_mut(key).filter(|c| {
+                c.slice_version == slice_version && c.locality_version == s.locality_version
+            });
+            let entry = match cached {
+                Some(c) => {
+                    c.service = service;
+                    c
+                }
+                None => {
+                    let counts = count_slice(slice, &pod_locality, nodes, &unknown_locality);
+                    self.slices.insert(
+                        key.clone(),
+                        SliceCounts {
+                            slice_version,
+                            locality_version: s.locality_version,
+                            service,
+                            counts,
+                        },
+                    );
+                    self.slices.get_mut(key).expect("just inserted")
+                }
+            };
+            if let Some(i) = service {
+                add(&mut localities[i], &entry.counts);
+            }
+        }
+        keys.into_iter()
+            .zip(localities)
             .map(|((namespace, name), localities)| ClusterService {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                localities,
+                namespace: Arc::from(namespace),
+                name: Arc::from(name),
+                localities: Arc::new(localities),
             })
             .collect()
     }
@@ -154,6 +294,20 @@ fn add(localities: &mut Localities, counts: &[(Arc<str>, u32, u32)]) {
         let c = localities.entry(locality.clone()).or_insert((0, 0));
         c.0 += r;
         c.1 += n;
+    }
+}
+
+/// Takes counts added before away again; a locality left with no endpoint is dropped, as if
+/// they had never been added.
+fn subtract(localities: &mut Localities, counts: &[(Arc<str>, u32, u32)]) {
+    for (locality, r, n) in counts {
+        if let Some(c) = localities.get_mut(locality) {
+            c.0 = c.0.saturating_sub(*r);
+            c.1 = c.1.saturating_sub(*n);
+            if *c == (0, 0) {
+                localities.remove(locality);
+            }
+        }
     }
 }
 

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::cluster::{ClusterFacts, ClusterService};
-use crate::topology::model::EndpointGroup;
+use crate::topology::health::ServiceRules;
+use crate::topology::model::{EndpointGroup, Finding, Health};
 
 /// One member cluster of a mesh, as the service join sees it.
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub(super) struct Joined {
     pub name: Arc<str>,
     pub cluster_local: Option<bool>,
     pub groups: Arc<Vec<EndpointGroup>>,
+    /// Its health and findings under the mesh's [`MeshJoin::rules`], once judged.
+    pub judged: Option<(Health, Vec<Finding>)>,
 }
 
 impl Joined {
@@ -32,6 +35,7 @@ impl Joined {
             name: Arc::from(name),
             cluster_local: None,
             groups: Arc::new(groups),
+            judged: None,
         }
     }
 }
@@ -41,6 +45,8 @@ pub(super) struct MeshJoin {
     pub members: Vec<JoinMember>,
     pub cluster_local: BTreeSet<String>,
     pub groups: BTreeMap<(String, String), Joined>,
+    /// The rules the services were judged under.
+    pub rules: ServiceRules,
 }
 
 /// The merged services of every mesh, so a change in one cluster re-merges only the services
@@ -56,13 +62,12 @@ fn groups_for(ns: &str, name: &str, members: &[JoinMember]) -> Option<Vec<Endpoi
     let mut groups = Vec::new();
     for m in members {
         let services = &m.facts.services;
-        let Ok(i) =
-            services.binary_search_by(|s| (s.namespace.as_str(), s.name.as_str()).cmp(&(ns, name)))
+        let Ok(i) = services.binary_search_by(|s| (&*s.namespace, &*s.name).cmp(&(ns, name)))
         else {
             continue;
         };
         found = true;
-        for (locality, (ready, not_ready)) in &services[i].localities {
+        for (locality, (ready, not_ready)) in services[i].localities.iter() {
             groups.push(EndpointGroup {
                 cluster: m.cluster.clone(),
                 network: m.network.clone(),
@@ -85,7 +90,7 @@ fn changed_services<'a>(
     if Arc::ptr_eq(old, new) {
         return;
     }
-    let key = |s: &'a ClusterService| (s.namespace.as_str(), s.name.as_str());
+    let key = |s: &'a ClusterService| (&*s.namespace, &*s.name);
     let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
     loop {
         match (a.peek(), b.peek()) {
@@ -108,7 +113,7 @@ fn changed_services<'a>(
                     b.next();
                 }
                 std::cmp::Ordering::Equal => {
-                    if x.localities != y.localities {
+                    if !Arc::ptr_eq(&x.localities, &y.localities) && x.localities != y.localities {
                         affected.insert(key(x));
                     }
                     a.next();
@@ -202,7 +207,7 @@ pub(super) fn join_services(
             let mut keys: BTreeSet<(&str, &str)> = BTreeSet::new();
             for m in &members {
                 for s in m.facts.services.iter() {
-                    keys.insert((s.namespace.as_str(), s.name.as_str()));
+                    keys.insert((&*s.namespace, &*s.name));
                 }
             }
             let groups = keys
@@ -219,6 +224,7 @@ pub(super) fn join_services(
                 members,
                 cluster_local,
                 groups,
+                rules: ServiceRules::default(),
             }
         }
     }

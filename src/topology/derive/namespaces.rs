@@ -65,12 +65,13 @@ pub(super) fn healths(namespaces: &[ClusterNamespace], services: &[ClusterServic
     namespaces
         .iter()
         .map(|ns| {
-            let start = services.partition_point(|s| s.namespace < ns.name);
-            services[start..]
-                .iter()
-                .take_while(|s| s.namespace == ns.name)
-                .map(|s| health::endpoints(s.localities.values()))
-                .fold(Health::Healthy, Health::worst)
+            let start = services.partition_point(|s| *s.namespace < *ns.name);
+            Health::worst_of(
+                services[start..]
+                    .iter()
+                    .take_while(|s| *s.namespace == *ns.name)
+                    .map(|s| health::endpoints(s.localities.values())),
+            )
         })
         .collect()
 }

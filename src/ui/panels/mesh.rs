@@ -40,11 +40,7 @@ pub(super) fn mesh(theme: &Theme, app: &App, m: &Mesh) -> Body {
                     Some(acc.map_or(h, |a| a.worst(h)))
                 })
                 .unwrap_or(Health::Down);
-            let gw = c
-                .gateways
-                .iter()
-                .map(|g| g.health)
-                .fold(Health::Healthy, Health::worst);
+            let gw = Health::worst_of(c.gateways.iter().map(|g| g.health));
             let gw_text = if c.gateways.is_empty() {
                 "-".to_string()
             } else {

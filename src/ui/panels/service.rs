@@ -88,7 +88,7 @@ pub(super) fn service(theme: &Theme, m: &Mesh, s: &Service) -> Body {
                 e.cluster.to_string()
             };
             last_cluster = &e.cluster;
-            let h = crate::topology::health::endpoints([(e.ready, e.not_ready)].iter());
+            let h = crate::topology::health::endpoint_counts(e.ready, e.not_ready);
             let mut spans = vec![
                 Span::styled(format!("  {:<9}", cluster), theme.base()),
                 Span::styled(format!("{:<22}", e.locality), theme.muted()),
