@@ -724,7 +724,10 @@ mod tests {
         }
     }
 
-    fn shape(model: &TreeModel) -> (Vec<(usize, String)>, Vec<(String, NodeRef)>) {
+    /// Rows as (depth, id), and the nodes by id.
+    type Shape = (Vec<(usize, String)>, Vec<(String, NodeRef)>);
+
+    fn shape(model: &TreeModel) -> Shape {
         let mut out = Vec::new();
         ids(&model.items, 0, &mut out);
         let mut nodes: Vec<_> = model
