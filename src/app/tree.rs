@@ -77,6 +77,8 @@ pub struct TreeIndex {
     typed: Vec<(String, Vec<u32>)>,
     /// Whether each name contains the current filter.
     matching: Vec<bool>,
+    /// Whether the name part above is built (on the first filter).
+    names_built: bool,
 }
 
 impl TreeIndex {
@@ -89,6 +91,18 @@ impl TreeIndex {
                     findings.insert(f.node.clone(), 1);
                 }
             }
+        }
+        TreeIndex {
+            findings,
+            ..TreeIndex::default()
+        }
+    }
+
+    /// The service names part, built the first time a filter is set on this topology (a new
+    /// topology arrives on every change; most of them are never filtered).
+    fn index_names(&mut self, topology: &Topology) {
+        if self.names_built {
+            return;
         }
         let mut ids: HashMap<&str, u32> = HashMap::new();
         let mut names = Vec::new();
@@ -112,14 +126,11 @@ impl TreeIndex {
                 services.push(of_ns);
             }
         }
-        TreeIndex {
-            findings,
-            matching: vec![false; names.len()],
-            names,
-            services,
-            first_namespace,
-            typed: Vec::new(),
-        }
+        self.matching = vec![false; names.len()];
+        self.names = names;
+        self.services = services;
+        self.first_namespace = first_namespace;
+        self.names_built = true;
     }
 
     /// How many findings point at `node` (as `Topology::findings_for(node).count()`).
@@ -129,7 +140,8 @@ impl TreeIndex {
 
     /// Matches the service names against `filter` (lowercase, not empty), searching only the
     /// matches of the longest filter typed before that it extends.
-    fn set_filter(&mut self, filter: &str) {
+    fn set_filter(&mut self, topology: &Topology, filter: &str) {
+        self.index_names(topology);
         while self
             .typed
             .last()
@@ -537,7 +549,7 @@ pub fn build(
 ) -> TreeModel {
     let filter = filter.to_lowercase();
     if !filter.is_empty() {
-        index.set_filter(&filter);
+        index.set_filter(topology, &filter);
     }
     let mut b = Builder {
         theme,
