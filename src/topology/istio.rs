@@ -73,6 +73,28 @@ pub const INJECT_URL_NETWORK: &str = "/net/";
 pub const PORT_ISTIOD_XDS: i32 = 15012;
 pub const PORT_ISTIOD_WEBHOOK: i32 = 15017;
 
+/// istiod env: extra roots (`caCertificates`) count only with this set to `true`.
+pub const ENV_MULTIROOT_MESH: &str = "ISTIO_MULTIROOT_MESH";
+/// istiod env: accept any trust domain.
+pub const ENV_SKIP_VALIDATE_TRUST_DOMAIN: &str = "PILOT_SKIP_VALIDATE_TRUST_DOMAIN";
+/// istiod env: roots in a ClusterTrustBundle instead of the `istio-ca-root-cert` ConfigMap.
+pub const ENV_CLUSTER_TRUST_BUNDLE_API: &str = "ENABLE_CLUSTER_TRUST_BUNDLE_API";
+
+/// API groups and kinds of the Istio resources federation reads.
+pub const GROUP_NETWORKING: &str = "networking.istio.io/";
+pub const GROUP_SECURITY: &str = "security.istio.io/";
+pub const KIND_GATEWAY: &str = "Gateway";
+pub const KIND_SERVICE_ENTRY: &str = "ServiceEntry";
+pub const KIND_DESTINATION_RULE: &str = "DestinationRule";
+pub const KIND_AUTHORIZATION_POLICY: &str = "AuthorizationPolicy";
+pub const KIND_PEER_AUTHENTICATION: &str = "PeerAuthentication";
+/// Gateway `tls.mode`s that carry mesh mTLS through (what an export uses).
+pub const TLS_AUTO_PASSTHROUGH: &str = "AUTO_PASSTHROUGH";
+pub const TLS_ISTIO_MUTUAL: &str = "ISTIO_MUTUAL";
+/// Endpoint label that turns auto mTLS on for a ServiceEntry endpoint.
+pub const LABEL_TLS_MODE: &str = "security.istio.io/tlsMode";
+pub const TLS_MODE_ISTIO: &str = "istio";
+
 /// Namespaces that hold infrastructure, not tenants.
 pub const INFRA_NAMESPACES: &[&str] = &[
     "kube-system",

@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod derive;
+pub mod federation;
 pub mod health;
 pub mod istio;
 pub mod model;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
+pub use super::federation::Federation;
 pub use super::snapshot::Connection;
 
 /// Health of any node. Always shown with a glyph, never by colour alone.
@@ -469,6 +470,8 @@ impl Mesh {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Topology {
     pub meshes: Vec<Mesh>,
+    /// How the meshes trust each other and what crosses between them.
+    pub federation: Federation,
 }
 
 impl Topology {
@@ -534,6 +537,18 @@ impl NodeId {
     pub fn tenant(mesh: &str, namespace: &str) -> String {
         format!("tenant:{mesh}/{namespace}")
     }
+    /// The federation node (one per model, above the pairs).
+    pub fn federation() -> String {
+        "fed".to_string()
+    }
+    /// A pair of meshes (in the order given; callers pass them sorted as the model lists them).
+    pub fn federation_pair(a: &str, b: &str) -> String {
+        format!("fedpair:{a}|{b}")
+    }
+    /// An import: a ServiceEntry (`namespace/name`) in a cluster of `mesh`.
+    pub fn federation_import(mesh: &str, context: &str, service_entry: &str) -> String {
+        format!("fedimp:{mesh}/{context}/{service_entry}")
+    }
     /// The group node of a cluster's control planes (`cp`), gateways (`gw`) or namespaces (`ns`).
     pub fn group(kind: &str, context: &str) -> String {
         format!("grp:{kind}:{context}")
@@ -574,6 +589,13 @@ impl NodeId {
             "gw" => format!("gateway {rest}"),
             "msvc" => format!("service {}", after_mesh()),
             "tenant" => format!("tenant {}", after_mesh()),
+            "fed" => "federation".to_string(),
+            "fedpair" => format!("federation {}", rest.replace('|', " ⇄ ")),
+            "fedimp" => {
+                let mut parts = rest.splitn(3, '/');
+                let (_, context, se) = (parts.next(), parts.next(), parts.next());
+                format!("import {} in {}", se.unwrap_or(""), context.unwrap_or(""))
+            }
             _ => id.to_string(),
         }
     }

@@ -44,16 +44,7 @@ impl DemoSim {
     pub(super) fn primary(&mut self, context: &str, remotes: &[&str], root: &str) {
         let c = self.cluster(context);
         self.system_namespace(context, json!({}));
-        let mesh = format!(
-            "defaultConfig:\n  meshId: {}\n  proxyMetadata: {{}}\ntrustDomain: {}\nrootNamespace: istio-system\nserviceSettings:\n- settings:\n    clusterLocal: true\n  hosts:\n  - \"mainframe-bridge.legacy.svc.cluster.local\"\n",
-            c.mesh, c.trust_domain
-        );
-        self.config_map(
-            context,
-            SYSTEM_NAMESPACE,
-            CONFIGMAP_MESH,
-            json!({KEY_MESH: mesh, KEY_MESH_NETWORKS: "networks: {}"}),
-        );
+        self.mesh_config(context);
         let values = json!({"global": {"meshID": c.mesh, "network": c.network, "multiCluster": {"clusterName": c.cluster_id}}});
         self.config_map(
             context,
@@ -125,6 +116,7 @@ impl DemoSim {
                             {"name": ENV_CLUSTER_ID, "value": cluster_id},
                             {"name": ENV_EXTERNAL_ISTIOD, "value": external_istiod.to_string()},
                             {"name": "PILOT_ENABLE_ANALYSIS", "value": "false"},
+                            {"name": ENV_MULTIROOT_MESH, "value": "true"},
                         ],
                     }]},
                 },

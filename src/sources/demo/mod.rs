@@ -21,6 +21,7 @@ use crate::topology::snapshot::{
 };
 
 mod builders;
+mod federation;
 mod patch;
 mod probes;
 mod rng;
@@ -96,6 +97,7 @@ pub struct DemoSim {
     /// Gateway hostname → (context, `namespace/deployment` of the istiod it exposes).
     exposed: BTreeMap<String, (String, String)>,
     incidents: bool,
+    federation: federation::FederationState,
 }
 
 impl DemoSim {
@@ -110,6 +112,7 @@ impl DemoSim {
             pending: Vec::new(),
             exposed: BTreeMap::new(),
             incidents,
+            federation: Default::default(),
         }
     }
 

@@ -5,10 +5,7 @@ use super::*;
 pub(super) const EAST_GW: &str = "eastwest.east-1.mesh.example";
 pub(super) const WEST_GW: &str = "eastwest.west-1.mesh.example";
 pub(super) const EXTERNAL_GW: &str = "external-istiod.west-1.mesh.example";
-pub(super) const ROOT_ALPHA: &str =
-    "-----BEGIN CERTIFICATE-----\nMIIDemoAlphaRootCA\n-----END CERTIFICATE-----\n";
-pub(super) const ROOT_BETA: &str =
-    "-----BEGIN CERTIFICATE-----\nMIIDemoBetaRootCA\n-----END CERTIFICATE-----\n";
+pub(super) use super::federation::{BETA_GW, ROOT_ALPHA, ROOT_BETA};
 
 /// namespace → [(context, injection labels)], services.
 pub(super) struct TenantSpec {
@@ -209,6 +206,7 @@ impl DemoSim {
             false,
         );
         sim.ingress_gateway("beta-1", "ingress.beta-1.mesh.example");
+        sim.east_west_gateway("beta-1", Some(BETA_GW));
 
         let mut workload_index = 0;
         for t in TENANTS {
@@ -226,6 +224,7 @@ impl DemoSim {
             workload_index += t.services.len();
         }
         sim.policies();
+        sim.federate();
         sim.probe_all();
         sim
     }

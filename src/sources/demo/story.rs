@@ -62,6 +62,7 @@ impl DemoSim {
             // the moment to fail east-2 over to west-1.
             let main_ready = if (140..165).contains(&phase) { 0 } else { 2 };
             self.set_deployment_ready("east-1", SYSTEM_NAMESPACE, "istiod", main_ready);
+            self.federation_step(phase);
         }
         if !self.workloads.is_empty() {
             if self.rng.chance(40) {

@@ -30,6 +30,10 @@ pub use kubeconfig::{resolve, Target};
 use status::{Api as ApiState, Shared};
 use watch::Kind;
 
+use crate::topology::istio::{
+    KIND_AUTHORIZATION_POLICY, KIND_DESTINATION_RULE, KIND_GATEWAY, KIND_PEER_AUTHENTICATION,
+    KIND_SERVICE_ENTRY,
+};
 use crate::topology::snapshot::{Connection, KubeObject, ObjectKind, Update};
 
 /// How often each API server is asked something tiny (`GET /version`).
@@ -175,14 +179,23 @@ pub async fn run_cluster(target: Target, tx: UnboundedSender<Vec<Update>>, start
         (
             "security.istio.io",
             "v1",
-            "AuthorizationPolicy",
+            KIND_AUTHORIZATION_POLICY,
             "authorizationpolicies",
         ),
         (
             "security.istio.io",
             "v1",
-            "PeerAuthentication",
+            KIND_PEER_AUTHENTICATION,
             "peerauthentications",
+        ),
+        // Federation: exports, imports and their TLS settings.
+        ("networking.istio.io", "v1", KIND_GATEWAY, "gateways"),
+        ("networking.istio.io", "v1", KIND_SERVICE_ENTRY, "serviceentries"),
+        (
+            "networking.istio.io",
+            "v1",
+            KIND_DESTINATION_RULE,
+            "destinationrules",
         ),
     ] {
         let ar =

@@ -271,7 +271,10 @@ pub(super) fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) 
         health::mesh(&mut mesh, service_findings);
         meshes.push(mesh);
     }
-    Topology { meshes }
+    // Expiry is judged as of the latest data, so the same snapshots give the same model.
+    let now = facts.iter().filter_map(|f| f.last_update).max().unwrap_or(0);
+    let federation = super::federation::federate(facts, &mut meshes, now);
+    Topology { meshes, federation }
 }
 
 /// Clusters that run an istiod whose `CLUSTER_ID` names another cluster of the kubeconfig, one

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::control_planes::{control_planes, own_cluster_id};
 use super::endpoints::{self, node_localities, EndpointCounter, NodeLocalities};
+use super::federation::{federation_facts, FederationFacts};
 use super::gateways::gateways;
 use super::mesh_config::{mesh_settings, MeshSettings};
 use super::namespaces;
@@ -46,6 +47,8 @@ pub struct ClusterFacts {
     /// `serviceSettings` hosts marked clusterLocal (plus the built-ins); primaries only.
     pub cluster_local_hosts: Vec<String>,
     pub injected_workloads: Arc<Vec<String>>,
+    /// Trust, exports, imports and policies (see `federation`).
+    pub federation: Arc<FederationFacts>,
     /// Problems found while reading this cluster's objects (malformed ConfigMaps, ...).
     pub problems: Vec<(Severity, String)>,
 }
@@ -126,6 +129,7 @@ pub(super) struct ClusterReader {
     namespaces: Memo<(u64, u64, u64), Vec<ClusterNamespace>>,
     with_health: Memo<(u64, Vec<Health>), Vec<ClusterNamespace>>,
     injected: Memo<(u64, u64), Vec<String>>,
+    federation: Memo<(u64, u64, u64, u64), FederationFacts>,
     endpoints: EndpointCounter,
 }
 
@@ -228,6 +232,12 @@ impl ClusterReader {
                 namespaces::injected_workloads(s, &tenant_namespaces)
             });
         let (endpoints_ready, endpoints_total) = endpoints::totals(&services);
+        let federation = self.federation.get(
+            (k.config_maps, k.deployments, k.istio, k.services),
+            || federation_facts(s, &settings),
+        );
+        let mut problems = settings.problems.clone();
+        problems.extend(federation.problems.iter().cloned());
 
         ClusterFacts {
             context: s.context.clone(),
@@ -251,7 +261,8 @@ impl ClusterReader {
             mesh_networks: settings.mesh_networks.clone(),
             cluster_local_hosts: settings.cluster_local_hosts.clone(),
             injected_workloads,
-            problems: settings.problems.clone(),
+            federation,
+            problems,
         }
     }
 }

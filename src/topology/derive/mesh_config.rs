@@ -24,6 +24,12 @@ pub(super) struct MeshSettings {
     /// The trust domain of the mesh config in each namespace (one per control plane).
     pub trust_domain_by_namespace: HashMap<String, String>,
     pub root_cert: Option<String>,
+    /// The PEM bundle of `istio-ca-root-cert` (certificates only; public).
+    pub root_bundle: Option<String>,
+    /// `trustDomainAliases` of the default revision's mesh config.
+    pub trust_domain_aliases: Vec<String>,
+    /// `caCertificates` of the default revision's mesh config.
+    pub ca_certificates: Vec<CaCertificate>,
     pub problems: Vec<(Severity, String)>,
 }
 
@@ -32,9 +38,23 @@ pub(super) struct MeshSettings {
 #[serde(rename_all = "camelCase")]
 struct MeshConfig {
     trust_domain: Option<String>,
+    #[serde(default)]
+    trust_domain_aliases: Vec<String>,
+    #[serde(default)]
+    ca_certificates: Vec<CaCertificate>,
     default_config: Option<ProxyConfig>,
     #[serde(default)]
     service_settings: Vec<ServiceSetting>,
+}
+
+/// One `caCertificates[]` entry of the mesh config.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CaCertificate {
+    pub pem: Option<String>,
+    pub spiffe_bundle_url: Option<String>,
+    #[serde(default)]
+    pub trust_domains: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -117,6 +137,8 @@ pub(super) fn mesh_settings(s: &ClusterSnapshot) -> MeshSettings {
     // Mesh-wide settings from ConfigMap istio (any revision); the default revision wins.
     let mut trust_domain = None;
     let mut mesh_id = None;
+    let mut trust_domain_aliases = Vec::new();
+    let mut ca_certificates = Vec::new();
     let mut cluster_local_hosts: Vec<String> = vec![
         "*.kube-system.svc.cluster.local".into(),
         "kubernetes.default.svc.cluster.local".into(),
@@ -137,6 +159,8 @@ pub(super) fn mesh_settings(s: &ClusterSnapshot) -> MeshSettings {
                         let td = mc.trust_domain.unwrap_or_else(|| DEFAULT_TRUST_DOMAIN.into());
                         if cm_name == CONFIGMAP_MESH || trust_domain.is_none() {
                             trust_domain = Some(td.clone());
+                            trust_domain_aliases = mc.trust_domain_aliases.clone();
+                            ca_certificates = mc.ca_certificates.clone();
                         }
                         mesh_config_by_ns.entry(ns.clone()).or_insert(td);
                         if let Some(id) = mc.default_config.and_then(|d| d.mesh_id) {
@@ -192,14 +216,14 @@ pub(super) fn mesh_settings(s: &ClusterSnapshot) -> MeshSettings {
             }
         }
     }
-    let root_cert = s
+    let root_bundle = s
         .config_maps
         .get(&(
             SYSTEM_NAMESPACE.to_string(),
             CONFIGMAP_ROOT_CERT.to_string(),
         ))
-        .and_then(|cm| cm.data.as_ref()?.get(KEY_ROOT_CERT).cloned())
-        .map(|pem| fingerprint(pem.as_bytes()));
+        .and_then(|cm| cm.data.as_ref()?.get(KEY_ROOT_CERT).cloned());
+    let root_cert = root_bundle.as_ref().map(|pem| fingerprint(pem.as_bytes()));
     MeshSettings {
         trust_domain,
         mesh_id,
@@ -207,6 +231,9 @@ pub(super) fn mesh_settings(s: &ClusterSnapshot) -> MeshSettings {
         mesh_networks,
         trust_domain_by_namespace: mesh_config_by_ns,
         root_cert,
+        root_bundle,
+        trust_domain_aliases,
+        ca_certificates,
         problems,
     }
 }

@@ -10,11 +10,13 @@ mod assemble;
 mod cluster;
 mod control_planes;
 mod endpoints;
+mod federation;
 mod gateways;
 mod join;
 mod mesh_config;
 mod namespaces;
 mod objects;
+mod roots;
 mod wiring;
 
 use std::collections::HashMap;

@@ -37,7 +37,7 @@ pub(super) fn namespaces(s: &ClusterSnapshot) -> Vec<ClusterNamespace> {
             .map(|((_, n), _)| n.clone())
             .collect();
         let authz = s
-            .istio_of_kind("AuthorizationPolicy")
+            .istio_of_kind(KIND_AUTHORIZATION_POLICY)
             .filter(|o| o.metadata.namespace.as_deref() == Some(ns_name))
             .count() as u32;
         namespaces.push(ClusterNamespace {
@@ -110,7 +110,7 @@ pub(super) fn injected_workloads(
 }
 
 fn peer_auth_mode(s: &ClusterSnapshot, ns: &str) -> Option<String> {
-    s.istio_of_kind("PeerAuthentication")
+    s.istio_of_kind(KIND_PEER_AUTHENTICATION)
         .filter(|o| o.metadata.namespace.as_deref() == Some(ns))
         .find(|o| o.data["spec"]["selector"].is_null())
         .and_then(|o| o.data["spec"]["mtls"]["mode"].as_str().map(str::to_string))
