@@ -11,6 +11,7 @@ use ratatui::text::{Line, Span};
 use tui_tree_widget::TreeItem;
 
 use crate::theme::Theme;
+use crate::topology::federation::{Acceptance, RootTrust};
 use crate::topology::model::*;
 
 /// What a tree node stands for.
@@ -29,6 +30,12 @@ pub enum NodeRef {
     Namespace(String, String),
     /// (context, namespace, name)
     Service(String, String, String),
+    /// The federation of the meshes.
+    Federation,
+    /// A pair of meshes (its id, see `NodeId::federation_pair`).
+    FederationPair(String),
+    /// An import: (importing mesh, context, ServiceEntry `namespace/name`).
+    FederationImport(String, String, String),
 }
 
 impl NodeRef {
@@ -288,6 +295,93 @@ impl Builder<'_> {
         Some(
             TreeItem::new(id.clone(), line.clone(), kids)
                 .unwrap_or_else(|_| TreeItem::new_leaf(id, line)),
+        )
+    }
+
+    /// The federation node: one child per pair of meshes, one grandchild per import.
+    fn federation(&mut self) -> Option<TreeItem<'static, String>> {
+        let fed = &self.topology.federation;
+        if fed.pairs.is_empty() {
+            return None;
+        }
+        let id = NodeId::federation();
+        self.node(
+            id.clone(),
+            NodeRef::Federation,
+            "federation",
+            true,
+            |b| {
+                let health = Health::worst_of(fed.pairs.iter().map(|p| p.health));
+                let n = fed.pairs.len();
+                let detail = format!("{n} pair{}", if n == 1 { "" } else { "s" });
+                b.line(health, "federation", detail, b.findings(&id))
+            },
+            |b| {
+                fed.pairs
+                    .iter()
+                    .filter_map(|pair| {
+                        let name = format!("{} ⇄ {}", pair.a, pair.b);
+                        let imports: Vec<(&str, &crate::topology::federation::Import)> =
+                            fed.imports_of(pair).collect();
+                        b.node(
+                            pair.id.clone(),
+                            NodeRef::FederationPair(pair.id.clone()),
+                            &name,
+                            !imports.is_empty(),
+                            |b| {
+                                let trust = |d: &crate::topology::federation::Direction| {
+                                    d.root == RootTrust::Trusted && d.trust_domain != Acceptance::No
+                                };
+                                let detail = match (trust(&pair.a_to_b), trust(&pair.b_to_a)) {
+                                    (true, true) => "trust both ways",
+                                    (true, false) => "one-way trust",
+                                    (false, true) => "one-way trust",
+                                    (false, false) => "no trust",
+                                };
+                                let detail = format!(
+                                    "{detail} · {} import{}",
+                                    imports.len(),
+                                    if imports.len() == 1 { "" } else { "s" }
+                                );
+                                b.line(pair.health, &name, detail, b.findings(&pair.id))
+                            },
+                            |b| {
+                                imports
+                                    .iter()
+                                    .filter_map(|(mesh, imp)| {
+                                        let id = NodeId::federation_import(
+                                            mesh,
+                                            &imp.cluster,
+                                            &imp.service_entry,
+                                        );
+                                        let host = imp.hosts.first().cloned().unwrap_or_default();
+                                        b.node(
+                                            id.clone(),
+                                            NodeRef::FederationImport(
+                                                mesh.to_string(),
+                                                imp.cluster.clone(),
+                                                imp.service_entry.clone(),
+                                            ),
+                                            &host,
+                                            false,
+                                            |b| {
+                                                let detail = format!(
+                                                    "{} ← {} · {}",
+                                                    mesh,
+                                                    imp.from.as_deref().unwrap_or("?"),
+                                                    imp.cluster
+                                                );
+                                                b.line(imp.health, &host, detail, b.findings(&id))
+                                            },
+                                            |_| Vec::new(),
+                                        )
+                                    })
+                                    .collect()
+                            },
+                        )
+                    })
+                    .collect()
+            },
         )
     }
 
@@ -605,6 +699,7 @@ pub fn build(
         );
         items.extend(item);
     }
+    items.extend(b.federation());
     TreeModel {
         items,
         nodes: b.nodes,
@@ -635,6 +730,20 @@ pub fn all_parent_paths(items: &[TreeItem<'static, String>]) -> Vec<Vec<String>>
 /// The path (ids from the root) of a node, from the model: it need not be built (its
 /// ancestors may be closed). Open every prefix of it to show the node.
 pub fn path_of(topology: &Topology, id: &str) -> Option<Vec<String>> {
+    let fed = NodeId::federation();
+    if id == fed {
+        return Some(vec![fed]);
+    }
+    for pair in &topology.federation.pairs {
+        if pair.id == id {
+            return Some(vec![fed, pair.id.clone()]);
+        }
+        for (mesh, imp) in topology.federation.imports_of(pair) {
+            if NodeId::federation_import(mesh, &imp.cluster, &imp.service_entry) == id {
+                return Some(vec![fed, pair.id.clone(), id.to_string()]);
+            }
+        }
+    }
     for mesh in &topology.meshes {
         let mesh_id = NodeId::mesh(&mesh.id);
         if mesh_id == id {

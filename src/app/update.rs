@@ -611,6 +611,9 @@ fn first_match(
             NodeRef::Served(_, c) => c,
             NodeRef::Namespace(_, n) => n,
             NodeRef::Service(_, _, s) => s,
+            NodeRef::Federation => "federation",
+            NodeRef::FederationPair(id) => id,
+            NodeRef::FederationImport(_, _, se) => se,
         }
     }
     for item in items {

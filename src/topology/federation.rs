@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::model::EndpointGroup;
+use super::model::{EndpointGroup, Health};
 
 /// A root certificate, by fingerprint (SHA-256 over the DER, lowercase hex). Never a key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -96,6 +96,8 @@ pub struct Import {
     /// Where it really runs: the exporting mesh's endpoints of that service.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runs_in: Option<Arc<Vec<EndpointGroup>>>,
+    /// From its findings.
+    pub health: Health,
 }
 
 /// An AuthorizationPolicy that names identities of other trust domains, or namespaces of any.
@@ -229,6 +231,8 @@ pub struct Pair {
     pub b: String,
     pub a_to_b: Direction,
     pub b_to_a: Direction,
+    /// From the findings of the pair and of its imports.
+    pub health: Health,
 }
 
 impl Pair {

@@ -190,7 +190,12 @@ pub async fn run_cluster(target: Target, tx: UnboundedSender<Vec<Update>>, start
         ),
         // Federation: exports, imports and their TLS settings.
         ("networking.istio.io", "v1", KIND_GATEWAY, "gateways"),
-        ("networking.istio.io", "v1", KIND_SERVICE_ENTRY, "serviceentries"),
+        (
+            "networking.istio.io",
+            "v1",
+            KIND_SERVICE_ENTRY,
+            "serviceentries",
+        ),
         (
             "networking.istio.io",
             "v1",

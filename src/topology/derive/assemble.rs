@@ -272,7 +272,11 @@ pub(super) fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) 
         meshes.push(mesh);
     }
     // Expiry is judged as of the latest data, so the same snapshots give the same model.
-    let now = facts.iter().filter_map(|f| f.last_update).max().unwrap_or(0);
+    let now = facts
+        .iter()
+        .filter_map(|f| f.last_update)
+        .max()
+        .unwrap_or(0);
     let federation = super::federation::federate(facts, &mut meshes, now);
     Topology { meshes, federation }
 }

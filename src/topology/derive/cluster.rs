@@ -232,10 +232,11 @@ impl ClusterReader {
                 namespaces::injected_workloads(s, &tenant_namespaces)
             });
         let (endpoints_ready, endpoints_total) = endpoints::totals(&services);
-        let federation = self.federation.get(
-            (k.config_maps, k.deployments, k.istio, k.services),
-            || federation_facts(s, &settings),
-        );
+        let federation = self
+            .federation
+            .get((k.config_maps, k.deployments, k.istio, k.services), || {
+                federation_facts(s, &settings)
+            });
         let mut problems = settings.problems.clone();
         problems.extend(federation.problems.iter().cloned());
 

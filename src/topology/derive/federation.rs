@@ -20,7 +20,7 @@ use super::objects::container_env;
 use super::roots::parse_bundle;
 use crate::topology::federation::*;
 use crate::topology::istio::*;
-use crate::topology::model::{Finding, Mesh, NodeId, Severity};
+use crate::topology::model::{Finding, Health, Mesh, NodeId, Severity};
 use crate::topology::snapshot::ClusterSnapshot;
 
 /// Roots that expire within this many seconds get a finding.
@@ -94,7 +94,10 @@ pub(super) fn federation_facts(s: &ClusterSnapshot, settings: &MeshSettings) -> 
         aliases: settings.trust_domain_aliases.clone(),
         ..Default::default()
     };
-    let source = format!("{}: ConfigMap {SYSTEM_NAMESPACE}/{CONFIGMAP_MESH}", s.context);
+    let source = format!(
+        "{}: ConfigMap {SYSTEM_NAMESPACE}/{CONFIGMAP_MESH}",
+        s.context
+    );
     for ca in &settings.ca_certificates {
         let roots = match &ca.pem {
             Some(pem) => match parse_bundle(pem) {
@@ -239,6 +242,7 @@ pub(super) fn federation_facts(s: &ClusterSnapshot, settings: &MeshSettings) -> 
             exported_by: None,
             service: None,
             runs_in: None,
+            health: Health::Healthy,
         });
     }
 
@@ -408,6 +412,7 @@ pub(super) fn federate(facts: &[Arc<ClusterFacts>], meshes: &mut [Mesh], now: u6
                 b: trusts[b].mesh.clone(),
                 a_to_b: direction(&trusts[a], &trusts[b]),
                 b_to_a: direction(&trusts[b], &trusts[a]),
+                health: Health::Healthy,
             };
             let alias = [&pair.a_to_b, &pair.b_to_a]
                 .iter()
@@ -426,8 +431,11 @@ pub(super) fn federate(facts: &[Arc<ClusterFacts>], meshes: &mut [Mesh], now: u6
         let imports = !pair.a_to_b.imports.is_empty() || !pair.b_to_a.imports.is_empty();
         for (x, y, d) in [(ia, ib, &pair.a_to_b), (ib, ia, &pair.b_to_a)] {
             let (mx, my) = (&trusts[x], &trusts[y]);
-            let peer_namespaces: BTreeSet<&str> =
-                meshes[y].tenants.iter().map(|t| t.namespace.as_str()).collect();
+            let peer_namespaces: BTreeSet<&str> = meshes[y]
+                .tenants
+                .iter()
+                .map(|t| t.namespace.as_str())
+                .collect();
             for f in direction_findings(mx, my, d, imports, &pair.id, &peer_namespaces) {
                 findings.push((x, f));
             }
@@ -500,6 +508,40 @@ pub(super) fn federate(facts: &[Arc<ClusterFacts>], meshes: &mut [Mesh], now: u6
             ));
         }
     }
+    // Health of pairs and imports from their findings.
+    let health_of = |node: &str| {
+        Health::worst_of(
+            findings
+                .iter()
+                .filter(|(_, f)| f.node == node)
+                .map(|(_, f)| match f.severity {
+                    Severity::Error => Health::Down,
+                    Severity::Warning => Health::Degraded,
+                    Severity::Info => Health::Healthy,
+                }),
+        )
+    };
+    for t in &mut trusts {
+        for imp in &mut t.imports {
+            imp.health = health_of(&NodeId::federation_import(
+                &t.mesh,
+                &imp.cluster,
+                &imp.service_entry,
+            ));
+        }
+    }
+    for pair in &mut pairs {
+        let imports = trusts
+            .iter()
+            .filter(|t| t.mesh == pair.a || t.mesh == pair.b)
+            .flat_map(|t| t.imports.iter())
+            .filter(|i| {
+                i.from.as_deref() == Some(pair.a.as_str())
+                    || i.from.as_deref() == Some(pair.b.as_str())
+            })
+            .map(|i| i.health);
+        pair.health = health_of(&pair.id).worst(Health::worst_of(imports));
+    }
     for (i, f) in findings {
         if let Some(m) = meshes.get_mut(i) {
             if !m.findings.contains(&f) {
@@ -536,20 +578,27 @@ fn attribute_imports(trusts: &mut [MeshTrust], meshes: &[Mesh]) {
             let by_network = || {
                 (0..trusts.len()).find(|&b| {
                     b != a
-                        && !networks[a].iter().any(|n| imp.networks.iter().any(|x| x == n))
-                        && imp.networks.iter().any(|n| networks[b].contains(n.as_str()))
+                        && !networks[a]
+                            .iter()
+                            .any(|n| imp.networks.iter().any(|x| x == n))
+                        && imp
+                            .networks
+                            .iter()
+                            .any(|n| networks[b].contains(n.as_str()))
                 })
             };
             let Some(b) = by_address.or_else(by_network) else {
                 return false;
             };
             imp.from = Some(trusts[b].mesh.clone());
-            let hosts: Vec<&str> = match imp.destination_rule.as_ref().and_then(|r| r.sni.as_deref()) {
-                Some(sni) => vec![sni_host(sni)],
-                None => imp.hosts.iter().map(String::as_str).collect(),
-            };
+            let hosts: Vec<&str> =
+                match imp.destination_rule.as_ref().and_then(|r| r.sni.as_deref()) {
+                    Some(sni) => vec![sni_host(sni)],
+                    None => imp.hosts.iter().map(String::as_str).collect(),
+                };
             // Prefer a Gateway at the address the endpoints name.
-            let mut candidates: Vec<(usize, &Export)> = trusts[b].exports.iter().enumerate().collect();
+            let mut candidates: Vec<(usize, &Export)> =
+                trusts[b].exports.iter().enumerate().collect();
             candidates.sort_by_key(|(_, e)| {
                 !e.address
                     .as_ref()
@@ -583,7 +632,10 @@ fn attribute_imports(trusts: &mut [MeshTrust], meshes: &[Mesh]) {
 /// What `mesh` thinks of `peer`.
 fn direction(mesh: &MeshTrust, peer: &MeshTrust) -> Direction {
     let peer_roots: BTreeSet<&str> = peer.roots.iter().map(|r| r.sha256.as_str()).collect();
-    let root = if mesh.anchors().any(|r| peer_roots.contains(r.sha256.as_str())) {
+    let root = if mesh
+        .anchors()
+        .any(|r| peer_roots.contains(r.sha256.as_str()))
+    {
         RootTrust::Trusted
     } else if mesh
         .ca_certificates
@@ -592,9 +644,11 @@ fn direction(mesh: &MeshTrust, peer: &MeshTrust) -> Direction {
         .any(|r| peer_roots.contains(r.sha256.as_str()))
     {
         RootTrust::NotCounted
-    } else if mesh.ca_certificates.iter().any(|c| {
-        !c.roots.is_empty() && c.trust_domains.iter().any(|t| t == &peer.trust_domain)
-    }) {
+    } else if mesh
+        .ca_certificates
+        .iter()
+        .any(|c| !c.roots.is_empty() && c.trust_domains.iter().any(|t| t == &peer.trust_domain))
+    {
         RootTrust::Stale
     } else {
         RootTrust::No
@@ -770,7 +824,9 @@ fn import_findings(mesh: &MeshTrust, imp: &Import, trusts: &[MeshTrust]) -> Vec<
         out.push(finding(
             Severity::Error,
             &node,
-            format!("{name} is MESH_EXTERNAL: no auto mTLS to {from}'s gateway; make it MESH_INTERNAL"),
+            format!(
+                "{name} is MESH_EXTERNAL: no auto mTLS to {from}'s gateway; make it MESH_INTERNAL"
+            ),
         ));
     }
     if !imp.tls_mode_istio {

@@ -108,7 +108,8 @@ mod tests {
 
     #[test]
     fn a_private_key_block_is_never_decoded() {
-        let text = format!("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n{ROOT_A}");
+        let text =
+            format!("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n{ROOT_A}");
         assert_eq!(parse_bundle(&text).unwrap().len(), 1);
     }
 }

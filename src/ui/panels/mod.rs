@@ -8,6 +8,7 @@ use ratatui::Frame;
 
 mod cluster;
 mod control_plane;
+mod federation;
 mod gateway;
 mod mesh;
 mod network;
@@ -81,11 +82,38 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 Some(m) => (format!("Tenant {ns}"), tenant(theme, m, ns)),
                 None => gone(theme),
             },
+            NodeRef::Federation => ("Federation".to_string(), federation::federation(theme, t)),
+            NodeRef::FederationPair(id) => match t.federation.pair(id) {
+                Some(p) => (
+                    format!("Federation {} ⇄ {}", p.a, p.b),
+                    federation::pair(theme, t, p),
+                ),
+                None => gone(theme),
+            },
+            NodeRef::FederationImport(mesh, c, se) => match t.federation.mesh(mesh).and_then(|m| {
+                m.imports
+                    .iter()
+                    .find(|i| &i.cluster == c && &i.service_entry == se)
+            }) {
+                Some(imp) => (
+                    format!("Import {se} in {c}"),
+                    federation::import(theme, t, mesh, imp),
+                ),
+                None => gone(theme),
+            },
             NodeRef::Service(c, ns, name) => match t
                 .mesh_of_cluster(c)
                 .and_then(|m| m.service(ns, name).map(|s| (m, s)))
             {
-                Some((m, s)) => (format!("Service {ns}/{name}"), service(theme, m, s)),
+                Some((m, s)) => (
+                    format!("Service {ns}/{name}"),
+                    service(
+                        theme,
+                        m,
+                        s,
+                        federation::imported_by(theme, t, &m.id, &format!("{ns}/{name}")),
+                    ),
+                ),
                 None => (
                     format!("Service {ns}/{name}"),
                     Body::Lines(vec![Line::styled(

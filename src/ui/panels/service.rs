@@ -28,7 +28,8 @@ pub(super) fn bar(
     ]
 }
 
-pub(super) fn service(theme: &Theme, m: &Mesh, s: &Service) -> Body {
+/// `exported` lists the meshes that import the service (empty when none do).
+pub(super) fn service(theme: &Theme, m: &Mesh, s: &Service, exported: Vec<Line<'static>>) -> Body {
     let clusters: std::collections::BTreeSet<&str> =
         s.endpoints.iter().map(|e| &*e.cluster).collect();
     let mut lines = vec![
@@ -107,5 +108,6 @@ pub(super) fn service(theme: &Theme, m: &Mesh, s: &Service) -> Body {
         theme,
         m.findings.iter().filter(|f| f.node == node),
     ));
+    lines.extend(exported);
     Body::Lines(lines)
 }
