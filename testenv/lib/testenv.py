@@ -37,6 +37,7 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # testenv/
 CACHE_ROOT = os.environ.get("MESHTOP_TESTENV_CACHE", os.path.expanduser("~/.cache/meshtop-testenv"))
 STATE = os.path.abspath(os.environ.get("MESHTOP_TESTENV_STATE", os.path.join(CACHE_ROOT, "state")))
 MESH_ID = "mesh1"
+TRUST_DOMAIN = "cluster.local"
 SYSTEM_NS = "istio-system"
 LOOPBACK = "127.0.0.1"
 # Addresses written into east-west gateway Service status (RFC 5737 TEST-NET-1). They are
@@ -166,8 +167,13 @@ def pid_alive(pid):
 def load_topology(arg):
     if not arg:
         arg = os.path.join(HERE, "topologies", "multicluster.json")
-    if not os.path.exists(arg):
-        # A bare name selects one of Istio's own prow topologies copied by testenv/build.
+    own = os.path.join(HERE, "topologies", arg.removesuffix(".json") + ".json")
+    if not os.path.exists(arg) and "/" not in arg and os.path.exists(own):
+        # A bare name of testenv's own topologies (testenv/topologies/<name>.json: multicluster,
+        # federation) ...
+        arg = own
+    elif not os.path.exists(arg):
+        # ... or of Istio's own prow topologies copied by testenv/build.
         cand = os.path.join(os.path.dirname(bin_dir()), "istio", "topology", arg.removesuffix(".json") + ".json")
         if not os.path.exists(cand):
             die(f"no topology file {arg}")
@@ -199,10 +205,20 @@ def load_topology(arg):
             role = "primary" if config == name else "external"
         else:
             role = "config" if config == name else "remote"
+        meta = c.get("meta") or {}
+        fed = meta.get("federation") or None
         clusters.append({
             "name": name,
             "index": i,
             "network": c.get("network") or "network-1",
+            # Mesh identity (topology `meta`, testenv's own keys): clusters with the same meshID
+            # form one mesh; the default is Istio's test framework's mesh1 / cluster.local.
+            "meshID": meta.get("meshID") or MESH_ID,
+            "trustDomain": meta.get("trustDomain") or TRUST_DOMAIN,
+            # Multi-mesh federation (see README, "Federation topology"): trust, exports,
+            # imports and policies of this cluster. A cluster with it gets a plug-in CA
+            # (Secret cacerts) from its mesh's own root.
+            "federation": fed,
             "primary": primary,
             "configCluster": config,
             "role": role,
@@ -218,6 +234,8 @@ def load_topology(arg):
             die(f"external control plane {host['name']}: its config cluster must name it as primary")
         # The cluster id that the serving istiod runs with (CLUSTER_ID): its config cluster.
         c["istiodClusterId"] = host["configCluster"]
+        if (c["meshID"], c["trustDomain"]) != (host["meshID"], host["trustDomain"]):
+            die(f"cluster {c['name']}: its mesh id / trust domain differ from its control plane cluster's")
         # Data-plane clusters get nodes' workloads, tenants and a remote secret; a pure
         # external control plane host only runs istiod (and its gateways).
         c["dataPlane"] = c["role"] != "external"
@@ -262,6 +280,64 @@ def make_cert(d, name, cn, org=None, sans=None, client=False):
             f.write("subjectAltName=" + ",".join(sans) + "\n")
     openssl("x509", "-req", "-in", csr, "-CA", f"{STATE}/pki/ca.crt", "-CAkey", f"{STATE}/pki/ca.key",
             "-CAcreateserial", "-days", "3650", "-extfile", ext, "-out", crt)
+
+
+def make_mesh_root(mesh_id):
+    """A self-signed root per mesh (federation): <STATE>/pki/meshes/<mesh>/root-cert.pem."""
+    d = f"{STATE}/pki/meshes/{mesh_id}"
+    os.makedirs(d, exist_ok=True)
+    if not os.path.exists(f"{d}/root-cert.pem"):
+        openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{d}/root-key.pem")
+        openssl("req", "-x509", "-new", "-key", f"{d}/root-key.pem", "-days", "3650", "-sha256",
+                "-subj", f"/O=meshtop-testenv/CN={mesh_id} root CA",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                "-out", f"{d}/root-cert.pem")
+    return f"{d}/root-cert.pem"
+
+
+def make_plugin_cacerts(c):
+    """Istio's plug-in CA files for one cluster (what Secret istio-system/cacerts holds and the
+    istiod Deployment mounts at /etc/cacerts): an intermediate CA signed by its mesh's root.
+    Returns the directory holding ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem."""
+    root_dir = os.path.dirname(make_mesh_root(c.meshID))
+    d = f"{c.dir}/cacerts"
+    work = f"{c.dir}/cacerts-work"
+    os.makedirs(d, exist_ok=True)
+    os.makedirs(work, exist_ok=True)
+    if not os.path.exists(f"{d}/cert-chain.pem"):
+        openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{d}/ca-key.pem")
+        openssl("req", "-new", "-key", f"{d}/ca-key.pem", "-subj",
+                f"/O=meshtop-testenv/CN={c.meshID} intermediate CA {c.name}", "-out", f"{work}/ca.csr")
+        with open(f"{work}/ca.ext", "w") as f:
+            f.write("basicConstraints=critical,CA:TRUE,pathlen:0\n"
+                    "keyUsage=critical,digitalSignature,keyCertSign,cRLSign\n")
+        openssl("x509", "-req", "-in", f"{work}/ca.csr", "-CA", f"{root_dir}/root-cert.pem",
+                "-CAkey", f"{root_dir}/root-key.pem", "-CAcreateserial", "-CAserial", f"{work}/root.srl",
+                "-days", "3000", "-sha256", "-extfile", f"{work}/ca.ext", "-out", f"{d}/ca-cert.pem")
+        shutil.copyfile(f"{root_dir}/root-cert.pem", f"{d}/root-cert.pem")
+        with open(f"{d}/cert-chain.pem", "w") as f:
+            for n in ("ca-cert.pem", "root-cert.pem"):
+                with open(f"{d}/{n}") as g:
+                    f.write(g.read())
+    return d
+
+
+def cert_info(pem):
+    """SHA-256 of the DER (lowercase hex), subject (openssl's one-line form) and notAfter
+    (RFC 3339 UTC) of the first certificate of a PEM string, by openssl."""
+    out = run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-subject", "-enddate"], input=pem).stdout
+    info = {}
+    for line in out.splitlines():
+        k, _, v = line.partition("=")
+        if k.lower().endswith("fingerprint"):
+            info["sha256"] = v.strip().replace(":", "").lower()
+        elif k == "subject":
+            info["subject"] = v.strip()
+        elif k == "notAfter":
+            t = time.strptime(v.strip(), "%b %d %H:%M:%S %Y GMT")
+            info["notAfter"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", t)
+    return info
 
 
 def b64file(p):
@@ -527,6 +603,9 @@ def seed_nodes_and_namespaces(c):
     docs.append(ns)
     for name, labels in TENANTS:
         docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+    for name in federation_namespaces(c):
+        docs.append({"apiVersion": "v1", "kind": "Namespace",
+                     "metadata": {"name": name, "labels": {"istio-injection": "enabled"}}})
     c.apply(docs)
 
 
@@ -535,7 +614,7 @@ def istioctl_generate(c, bindir, extra_file=None, revision=None):
     # (as Istio's integration framework does: it must match that cluster's remote secret).
     name = c.configCluster if c.role == "external" else c.name
     args = [f"{bindir}/istioctl", "manifest", "generate",
-            "--set", f"values.global.meshID={MESH_ID}",
+            "--set", f"values.global.meshID={c.meshID}",
             "--set", f"values.global.multiCluster.clusterName={name}",
             "--set", f"values.global.network={c.network}"]
     if extra_file:
@@ -550,6 +629,13 @@ def istioctl_generate(c, bindir, extra_file=None, revision=None):
             args += ["--set", "values.global.configCluster=true", "--set", "values.pilot.configMap=true"]
     else:
         args += ["--set", "values.pilot.env.EXTERNAL_ISTIOD=true"]
+    if not extra_file:
+        if c.trustDomain != TRUST_DOMAIN:
+            args += ["--set", f"meshConfig.trustDomain={c.trustDomain}"]
+        if c.federation and c.federation.get("trust"):
+            # Federation: the other meshes' roots in meshConfig.caCertificates (an IstioOperator
+            # overlay, PEMs do not fit --set) and istiod in multi-root mode, on its Deployment.
+            args += ["--set", "values.pilot.env.ISTIO_MULTIROOT_MESH=true", "-f", c.mesh_overlay]
     if revision:
         # As Istio's canary-upgrade docs install a second control plane.
         args += ["--set", f"revision={revision}"]
@@ -557,9 +643,11 @@ def istioctl_generate(c, bindir, extra_file=None, revision=None):
     return [d for d in yaml.safe_load_all(out) if d]
 
 
-def rewrite_webhooks(docs, webhook_port):
-    """Point every admission webhook at the serving istiod's 127.0.0.1 webhook port."""
-    ca = b64file(f"{STATE}/pki/ca.crt")
+def rewrite_webhooks(docs, webhook_port, ca_file=None):
+    """Point every admission webhook at the serving istiod's 127.0.0.1 webhook port. ca_file:
+    the root of that istiod's serving certificate (the testenv CA, or its mesh's root when it
+    runs a plug-in CA and makes its own certificate, as in the federation topology)."""
+    ca = b64file(ca_file or f"{STATE}/pki/ca.crt")
     for d in docs:
         if d.get("kind") not in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
             continue
@@ -642,8 +730,8 @@ spec:
     route: [{destination: {host: istiod.istio-system.svc.cluster.local, port: {number: 15012}}}]
   - match: [{port: 15017, sniHosts: ["*"]}]
     route: [{destination: {host: istiod.istio-system.svc.cluster.local, port: {number: 443}}}]
----
-apiVersion: networking.istio.io/v1
+"""
+EXPOSE_SERVICES = """apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: cross-network-gateway, namespace: istio-system}
 spec:
@@ -680,6 +768,180 @@ spec:
       interval: 10s
       baseEjectionTime: 30s
 """
+
+
+# ------------------------------------------------------------------------------------------
+# multi-mesh federation (topology meta.federation; README, "Federation topology")
+
+
+def federation_namespaces(c):
+    f = c.federation or {}
+    return sorted({e["service"].split("/")[0] for e in (f.get("export") or []) + (f.get("import") or [])})
+
+
+def export_of(src, service):
+    for e in (src.federation or {}).get("export") or []:
+        if e["service"] == service:
+            return {"port": 9080, "serviceAccount": service.split("/")[1], **e}
+    die(f"cluster {src.name} exports no {service}")
+
+
+def write_mesh_overlay(c, clusters):
+    """An IstioOperator overlay with meshConfig.caCertificates: the roots of the meshes this
+    cluster's mesh trusts, each with that mesh's trust domain."""
+    cas = []
+    for m in c.federation.get("trust") or []:
+        other = [x for x in clusters if x.meshID == m]
+        if not other or m == c.meshID:
+            die(f"cluster {c.name}: federation.trust names {m}, which is no other mesh of the topology")
+        with open(make_mesh_root(m)) as f:
+            cas.append({"pem": f.read(), "trustDomains": [other[0].trustDomain]})
+    c.mesh_overlay = f"{c.dir}/mesh-overlay.yaml"
+    with open(c.mesh_overlay, "w") as f:
+        yaml.safe_dump({"apiVersion": "install.istio.io/v1alpha1", "kind": "IstioOperator",
+                        "spec": {"meshConfig": {"caCertificates": cas}}}, f, sort_keys=False)
+
+
+def cacerts_secret(c):
+    d = make_plugin_cacerts(c)
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "cacerts", "namespace": SYSTEM_NS},
+            "data": {k: b64file(f"{d}/{k}") for k in ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")}}
+
+
+def export_docs(c):
+    """In an exporting cluster: the exported service (ServiceAccount, Deployment, Service), a
+    Gateway on the east-west gateway passing 15443 through for exactly its host, and the
+    AuthorizationPolicies admitting the other meshes' principals."""
+    f = c.federation or {}
+    docs = []
+    for e in f.get("export") or []:
+        ns, name = e["service"].split("/")
+        e = export_of(c, e["service"])
+        labels = {"app": name}
+        docs.append({"apiVersion": "v1", "kind": "ServiceAccount",
+                     "metadata": {"name": e["serviceAccount"], "namespace": ns}})
+        docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+                     "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                              "template": {"metadata": {"labels": {**labels, "version": "v1"}},
+                                           "spec": {"serviceAccountName": e["serviceAccount"], "containers": [{
+                                               "name": name, "image": f"registry.invalid/meshtop-testenv/{name}:v1",
+                                               "ports": [{"containerPort": e["port"], "name": "http"}]}]}}}})
+        docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns, "labels": labels},
+                     "spec": {"selector": labels, "ports": [{"name": "http", "port": e["port"], "targetPort": e["port"]}]}})
+        docs.append({"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+                     "metadata": {"name": e.get("gateway") or f"{name}-export", "namespace": SYSTEM_NS},
+                     "spec": {"selector": {"istio": "eastwestgateway"},
+                              "servers": [{"port": {"number": 15443, "name": "tls", "protocol": "TLS"},
+                                           "tls": {"mode": "AUTO_PASSTHROUGH"},
+                                           "hosts": [f"{name}.{ns}.svc.cluster.local"]}]}})
+    for a in f.get("allow") or []:
+        ns, name = a["service"].split("/")
+        docs.append({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                     "metadata": {"name": a["policy"], "namespace": ns},
+                     "spec": {"selector": {"matchLabels": {"app": name}}, "action": "ALLOW",
+                              "rules": [{"from": [{"source": {"principals": a["principals"]}}]}]}})
+    return docs
+
+
+def lb_address(c, svc):
+    ing = ((c.get_json("-n", SYSTEM_NS, "svc", svc).get("status") or {}).get("loadBalancer") or {}).get("ingress")
+    return ing[0]["ip"] if ing else None
+
+
+def import_docs(c, by_name):
+    """In an importing cluster: a ServiceEntry per imported service, its endpoint the exporting
+    cluster's east-west gateway address (read from that Service's status) on 15443, on the
+    exporter's network, with the exporter's SPIFFE identity as subjectAltName."""
+    docs = []
+    for i in (c.federation or {}).get("import") or []:
+        src = by_name[i["from"]]
+        e = export_of(src, i["service"])
+        ns, name = i["service"].split("/")
+        addr = lb_address(src, "istio-eastwestgateway")
+        if not addr:
+            die(f"{src.name}: istio-eastwestgateway has no load-balancer address")
+        docs.append({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                     "metadata": {"name": i.get("serviceEntry") or f"{name}-{src.meshID}", "namespace": ns},
+                     "spec": {"hosts": [f"{name}.{ns}.svc.cluster.local"], "location": "MESH_INTERNAL",
+                              "resolution": "STATIC",
+                              "ports": [{"number": e["port"], "name": "http", "protocol": "HTTP"}],
+                              "endpoints": [{"address": addr, "ports": {"http": 15443}, "network": src.network,
+                                             "labels": {"security.istio.io/tlsMode": "istio"}}],
+                              "subjectAltNames": [f"spiffe://{src.trustDomain}/ns/{ns}/sa/{e['serviceAccount']}"]}})
+    return docs
+
+
+def mesh_root_pem(mesh_id):
+    with open(make_mesh_root(mesh_id)) as f:
+        return f.read()
+
+
+def federation_ready(clusters, by_name):
+    """Every cluster's istio-system/istio-ca-root-cert holds its mesh's root (istiod's namespace
+    controller writes it), and every istiod's /debug/mesh has the imported roots."""
+    for c in clusters:
+        cm = c.get_json("-n", SYSTEM_NS, "configmap", "istio-ca-root-cert")
+        if cert_info(cm["data"]["root-cert.pem"])["sha256"] != cert_info(mesh_root_pem(c.meshID))["sha256"]:
+            return False
+    for c in clusters:
+        if c.role not in ("primary", "external") or not c.federation:
+            continue
+        mesh = json.loads(http_get(f"http://127.0.0.1:{c.ports['monitoring']}/debug/mesh")[1])
+        have = {(x.get("pem") or "").strip() for x in mesh.get("caCertificates") or []}
+        if not {mesh_root_pem(m).strip() for m in c.federation.get("trust") or []} <= have:
+            return False
+    return True
+
+
+def federation_description(clusters, by_name):
+    """federation.json: the meshes (roots, imported roots), exports, imports and policies, read
+    back from the API servers (and the roots' PEM files, by openssl)."""
+    out = {"meshes": [], "exports": [], "imports": [], "policies": []}
+    for m in dict.fromkeys(c.meshID for c in clusters):
+        members = [c for c in clusters if c.meshID == m]
+        cp = next(c for c in members if c.role in ("primary", "external"))
+        reader = by_name[cp.configCluster]
+        mc = yaml.safe_load(reader.get_json("-n", SYSTEM_NS, "configmap", "istio")["data"]["mesh"]) or {}
+        dep = cp.get_json("-n", SYSTEM_NS, "deployment", "istiod")
+        env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0].get("env") or []}
+        out["meshes"].append({
+            "id": m, "trustDomain": mc.get("trustDomain") or TRUST_DOMAIN,
+            "trustDomainAliases": mc.get("trustDomainAliases") or [],
+            "clusters": [c.name for c in members],
+            "multiRoot": env.get("ISTIO_MULTIROOT_MESH") == "true",
+            "root": cert_info(mesh_root_pem(m)),
+            "caCertificates": [{"sha256": cert_info(x["pem"])["sha256"], "trustDomains": x.get("trustDomains") or []}
+                               for x in mc.get("caCertificates") or [] if x.get("pem")],
+        })
+    for c in clusters:
+        f = c.federation or {}
+        for e in f.get("export") or []:
+            ns, name = e["service"].split("/")
+            gw = c.get_json("-n", SYSTEM_NS, "gateways.networking.istio.io", e.get("gateway") or f"{name}-export")
+            srv = gw["spec"]["servers"][0]
+            out["exports"].append({"mesh": c.meshID, "cluster": c.name,
+                                   "gateway": f"{SYSTEM_NS}/{gw['metadata']['name']}", "hosts": srv["hosts"],
+                                   "port": srv["port"]["number"], "mode": srv["tls"]["mode"],
+                                   "address": lb_address(c, "istio-eastwestgateway")})
+        for i in f.get("import") or []:
+            ns, name = i["service"].split("/")
+            src = by_name[i["from"]]
+            se = c.get_json("-n", ns, "serviceentries.networking.istio.io",
+                            i.get("serviceEntry") or f"{name}-{src.meshID}")
+            sp = se["spec"]
+            out["imports"].append({"mesh": c.meshID, "cluster": c.name,
+                                   "serviceEntry": f"{ns}/{se['metadata']['name']}", "hosts": sp["hosts"],
+                                   "from": src.meshID, "addresses": [x["address"] for x in sp["endpoints"]],
+                                   "port": sp["endpoints"][0]["ports"]["http"], "location": sp["location"],
+                                   "subjectAltNames": sp.get("subjectAltNames") or []})
+        for a in f.get("allow") or []:
+            ns, name = a["service"].split("/")
+            ap = c.get_json("-n", ns, "authorizationpolicies.security.istio.io", a["policy"])
+            out["policies"].append({"mesh": c.meshID, "cluster": c.name, "policy": f"{ns}/{a['policy']}",
+                                    "principals": [p for r in ap["spec"].get("rules") or [] for fr in r.get("from") or []
+                                                   for p in (fr.get("source") or {}).get("principals") or []]})
+    return out
 
 
 def tenant_docs(c, knobs):
@@ -747,6 +1009,17 @@ def up(topology_arg, knobs):
     by_name = {c.name: c for c in clusters}
     for c in clusters:
         c.primary_gateway = by_name[c.primary].gatewayAddress
+    federated = any(c.federation for c in clusters)
+    if federated:
+        # Federation: every mesh its own root, every cluster a plug-in CA (intermediate) from it.
+        missing = [c.name for c in clusters if not c.federation]
+        if missing:
+            die(f"federation topology: clusters {missing} have no meta.federation")
+        for c in clusters:
+            os.makedirs(c.dir, exist_ok=True)
+            make_plugin_cacerts(c)
+        for c in clusters:
+            write_mesh_overlay(c, clusters)
 
     procs.start("etcd", ["etcd", "--name=testenv", f"--data-dir={STATE}/etcd",
                          f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
@@ -809,8 +1082,12 @@ def up(topology_arg, knobs):
     def apply_base(c):
         docs, ew = generated[c.name]
         webhook_port = by_name[c.primary].ports["https"]
-        docs = rewrite_webhooks(docs, webhook_port)
-        ew = rewrite_webhooks(ew, webhook_port)
+        docs = rewrite_webhooks(docs, webhook_port, serving_ca(by_name[c.primary]))
+        ew = rewrite_webhooks(ew, webhook_port, serving_ca(by_name[c.primary]))
+        if c.federation:
+            # Plug-in CA, as Istio's docs install it: Secret istio-system/cacerts (the local
+            # istiod reads the same files through ROOT_CA_DIR, the Deployment's /etc/cacerts).
+            c.apply([cacerts_secret(c)])
         with open(f"{c.dir}/istio-manifest.yaml", "w") as f:
             yaml.safe_dump_all(docs, f, sort_keys=False)
         # CRDs first (their own file, as the base chart ships them), then everything but the
@@ -825,7 +1102,7 @@ def up(topology_arg, knobs):
         for rev, rdocs in generated_rev.get(c.name, {}).items():
             # Its webhooks go to its own istiod's 127.0.0.1 webhook port. Its istiod Deployment
             # is applied now (kwok runs the pod; istio-system is not injected).
-            rdocs = rewrite_webhooks(rdocs, c.revisionPorts[rev]["https"])
+            rdocs = rewrite_webhooks(rdocs, c.revisionPorts[rev]["https"], serving_ca(c))
             with open(f"{c.dir}/istio-manifest-{rev}.yaml", "w") as f:
                 yaml.safe_dump_all(rdocs, f, sort_keys=False)
             c.apply([d for d in rdocs if d.get("kind") != "HorizontalPodAutoscaler"])
@@ -849,11 +1126,13 @@ def up(topology_arg, knobs):
         return src.name, out
 
     with concurrent.futures.ThreadPoolExecutor(3) as ex:
-        secrets = dict(ex.map(remote_secret, [c for c in clusters if c.dataPlane]))
+        secrets = dict(ex.map(remote_secret, [c for c in clusters if c.dataPlane and any(
+            h.meshID == c.meshID and h.configCluster != c.name for h in hosts)]))
     for h in hosts:
         reader = by_name[h.configCluster]
         for src in clusters:
-            if src.dataPlane and src.name != reader.name:
+            # Only within a mesh: federated meshes do not read each other's clusters.
+            if src.dataPlane and src.name != reader.name and src.meshID == reader.meshID:
                 reader.apply(secrets[src.name], server_side=False)
     # An external control plane reads its config cluster through Secret istio-kubeconfig in
     # its own cluster (istioctl create-remote-secret --type=config, istiod's service account).
@@ -881,9 +1160,17 @@ def up(topology_arg, knobs):
         svc = f"istiod-{rev}" if rev else "istiod"
         ports = c.revisionPorts[rev] if rev else c.ports
         cert = svc
-        make_cert(c.dir, cert, f"{svc}.istio-system.svc",
-                  sans=[f"DNS:{svc}.istio-system.svc", f"DNS:{svc}.istio-system.svc.cluster.local",
-                        "DNS:istiod-remote.istio-system.svc", "DNS:localhost", "IP:127.0.0.1"])
+        if c.federation:
+            # Plug-in CA: istiod makes its own serving certificate from it (SANs include
+            # ISTIOD_CUSTOM_HOST, so IP 127.0.0.1), with the mesh root as its CA bundle, which
+            # its namespace controller publishes as istio-ca-root-cert (as a real one does).
+            tls_args = []
+        else:
+            make_cert(c.dir, cert, f"{svc}.istio-system.svc",
+                      sans=[f"DNS:{svc}.istio-system.svc", f"DNS:{svc}.istio-system.svc.cluster.local",
+                            "DNS:istiod-remote.istio-system.svc", "DNS:localhost", "IP:127.0.0.1"])
+            tls_args = [f"--tlsCertFile={c.dir}/{cert}.crt", f"--tlsKeyFile={c.dir}/{cert}.key",
+                        f"--caCertFile={STATE}/pki/ca.crt"]
         idir = f"{c.dir}/{svc}"
         os.makedirs(idir, exist_ok=True)
         env = istiod_env_from_deployment(generated_rev[c.name][rev] if rev else generated[c.name][0], svc)
@@ -908,7 +1195,8 @@ def up(topology_arg, knobs):
             "CLUSTER_ID": c.configCluster, "POD_NAMESPACE": SYSTEM_NS, "POD_NAME": f"{svc}-testenv-{c.name}",
             "REVISION": rev or "default", "SERVICE_ACCOUNT": svc, "KUBECONFIG": kubeconfig,
             "ISTIOD_CUSTOM_HOST": "localhost,127.0.0.1", "EXTERNAL_ISTIOD": "true",
-            "PILOT_CERT_PROVIDER": "istiod", "ROOT_CA_DIR": f"{idir}/cacerts",
+            "PILOT_CERT_PROVIDER": "istiod",
+            "ROOT_CA_DIR": f"{c.dir}/cacerts" if c.federation else f"{idir}/cacerts",
         })
         procs.start(istiod_proc(c.name, rev), [
             "pilot-discovery", "discovery",
@@ -916,8 +1204,7 @@ def up(topology_arg, knobs):
             f"--httpAddr=127.0.0.1:{ports['http']}", f"--httpsAddr=127.0.0.1:{ports['https']}",
             f"--grpcAddr=127.0.0.1:{ports['grpc']}", f"--secureGRPCAddr=127.0.0.1:{ports['secureGRPC']}",
             f"--monitoringAddr=127.0.0.1:{ports['monitoring']}",
-            f"--tlsCertFile={c.dir}/{cert}.crt", f"--tlsKeyFile={c.dir}/{cert}.key",
-            f"--caCertFile={STATE}/pki/ca.crt",
+            *tls_args,
             f"--meshConfig={mesh_file}", f"--networksConfig={idir}/meshNetworks-not-used",
             "--ctrlz_address=127.0.0.1", f"--ctrlz_port={ports['ctrlz']}",
             "--domain=cluster.local", "--keepaliveMaxServerConnectionAge=30m", "--shutdownDuration=1s",
@@ -934,14 +1221,19 @@ def up(topology_arg, knobs):
         c.apply(deferred[c.name])
         if c.role in ("primary", "config"):
             # Istio resources go to the cluster whose istiod reads them.
-            c.apply(list(yaml.safe_load_all(EXPOSE_ISTIOD)) + list(yaml.safe_load_all(MESH_POLICY)))
+            # Federation: no expose-services (hosts *.local) on the east-west gateway; the
+            # exporting cluster's own Gateway names exactly what it exports.
+            c.apply(list(yaml.safe_load_all(EXPOSE_ISTIOD)) +
+                    ([] if c.federation else list(yaml.safe_load_all(EXPOSE_SERVICES))) +
+                    list(yaml.safe_load_all(MESH_POLICY)))
         if c.dataPlane:
             # Revision tag by the real istioctl (it copies the injector webhook of the revision).
             tag = run([f"{bindir}/istioctl", "tag", "generate", REVISION_TAG, "--revision", "default",
                        "--kubeconfig", allcfg, "--context", c.name]).stdout
             c.apply(rewrite_webhooks([d for d in yaml.safe_load_all(tag) if d],
-                                     by_name[c.primary].ports["https"]))
+                                     by_name[c.primary].ports["https"], serving_ca(by_name[c.primary])))
             c.apply(tenant_docs(c, knobs))
+            c.apply(export_docs(c))
 
     with concurrent.futures.ThreadPoolExecutor(len(clusters)) as ex:
         list(ex.map(apply_rest, clusters))
@@ -950,7 +1242,10 @@ def up(topology_arg, knobs):
             set_lb_address(c, "istio-eastwestgateway", c.gatewayAddress)
         if c.role in ("primary", "external"):
             set_lb_address(c, "istio-ingressgateway", GATEWAY_ADDR_PREFIX + str(100 + c.index))
-    log("gateways and tenants applied")
+    for c in clusters:
+        # Imports name the exporter's gateway address, known only now (Service status).
+        c.apply(import_docs(c, by_name))
+    log("gateways and tenants applied" + (" (federation: exports, imports, policies)" if federated else ""))
 
     # Simulated sidecars (tools/sidecars): one xDS client per injected pod, each finding its
     # istiod through its own cluster's istiod Service, then through this table (address ->
@@ -982,12 +1277,13 @@ def up(topology_arg, knobs):
         if not c.dataPlane:
             continue
         want = {(ns, name): r for ns, name, r in workloads(knobs)}
+        want.update({tuple(e["service"].split("/")): 1 for e in (c.federation or {}).get("export") or []})
         wait_for(f"{c.name}: every tenant Service with its ready endpoints",
                  lambda c=c, w=want: all(ready_endpoints_by_service(c).get(k, 0) >= r for k, r in w.items()),
                  120 + len(want) * 2, 0.5)
     log("EndpointSlices present")
     for c, rev, ports in istiods(hosts):
-        want = {x.name for x in clusters if x.dataPlane} | {c.configCluster}
+        want = {x.name for x in clusters if x.dataPlane and x.meshID == c.meshID} | {c.configCluster}
         wait_for(f"istiod {istiod_label(c.name, rev)} /debug/clusterz: {sorted(want)} synced",
                  lambda w=want, ports=ports: w <= synced_clusters(ports), 120, 0.5)
     log("istiod sees every remote cluster as synced")
@@ -1021,6 +1317,13 @@ def up(topology_arg, knobs):
     wait_for(f"{npods} simulated sidecars in the /debug/syncz of their istiod", proxies_connected, 60 + npods / 10, 0.5)
     log(f"{npods} simulated sidecars connected")
 
+    if federated:
+        wait_for("federation: istio-ca-root-cert = the mesh's root in every cluster, imported roots in "
+                 "every istiod's /debug/mesh", lambda: federation_ready(clusters, by_name), 60, 0.5)
+        with open(f"{STATE}/federation.json", "w") as f:
+            json.dump(federation_description(clusters, by_name), f, indent=2)
+        log("federation: roots published, federation.json written")
+
     write_all_kubeconfig(clusters, allcfg)
     urls = {}
     for c in clusters:
@@ -1049,6 +1352,11 @@ def up(topology_arg, knobs):
         f.write(f"{time.time() - T0:.1f}\n")
     log(f"up in {time.time() - T0:.1f}s")
     print_summary()
+
+
+def serving_ca(host):
+    """The root of a control plane host's istiod serving certificate (webhook caBundle)."""
+    return make_mesh_root(host.meshID) if host.federation else f"{STATE}/pki/ca.crt"
 
 
 def istiod_proc(cluster, rev):

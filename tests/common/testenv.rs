@@ -657,3 +657,146 @@ pub async fn port_forward_get(
     let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
     Ok((code, body.to_string()))
 }
+
+/// `federation.json` of an environment brought up with `testenv/up --topology federation`
+/// (testenv/README.md, "Federation topology"): the meshes with their roots and imported roots,
+/// and what one mesh exports, the other imports, and the policy admitting it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Federation {
+    pub meshes: Vec<FederationMesh>,
+    #[serde(default)]
+    pub exports: Vec<FederationExport>,
+    #[serde(default)]
+    pub imports: Vec<FederationImport>,
+    #[serde(default)]
+    pub policies: Vec<FederationPolicy>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationMesh {
+    pub id: String,
+    pub trust_domain: String,
+    #[serde(default)]
+    pub trust_domain_aliases: Vec<String>,
+    /// Contexts (clusters) of this mesh.
+    pub clusters: Vec<String>,
+    /// Its istiod Deployment runs with `ISTIO_MULTIROOT_MESH=true`.
+    pub multi_root: bool,
+    pub root: FederationRoot,
+    /// The other meshes' roots in its mesh config (`caCertificates`).
+    #[serde(default)]
+    pub ca_certificates: Vec<FederationCaCertificate>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationRoot {
+    /// Lowercase hex SHA-256 over the root's DER.
+    pub sha256: String,
+    pub subject: String,
+    /// RFC 3339, UTC.
+    pub not_after: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationCaCertificate {
+    pub sha256: String,
+    #[serde(default)]
+    pub trust_domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationExport {
+    pub mesh: String,
+    pub cluster: String,
+    /// `<namespace>/<name>` of the Gateway on the east-west gateway.
+    pub gateway: String,
+    pub hosts: Vec<String>,
+    pub port: u16,
+    pub mode: String,
+    /// The east-west gateway Service's load-balancer address (192.0.2.x, data only).
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationImport {
+    pub mesh: String,
+    pub cluster: String,
+    /// `<namespace>/<name>` of the ServiceEntry.
+    pub service_entry: String,
+    pub hosts: Vec<String>,
+    /// The exporting mesh.
+    pub from: String,
+    pub addresses: Vec<String>,
+    pub port: u16,
+    pub location: String,
+    pub subject_alt_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationPolicy {
+    pub mesh: String,
+    pub cluster: String,
+    /// `<namespace>/<name>` of the AuthorizationPolicy.
+    pub policy: String,
+    pub principals: Vec<String>,
+}
+
+impl TestEnv {
+    /// `federation.json` of the state directory; `None` for a topology without federation.
+    pub fn federation(&self) -> Result<Option<Federation>> {
+        let path = self.state_dir.join("federation.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(
+            serde_json::from_slice(&std::fs::read(&path)?)
+                .with_context(|| format!("parsing {}", path.display()))?,
+        ))
+    }
+}
+
+impl OwnEnv {
+    /// `federation.json` of this environment (see [`TestEnv::federation`]).
+    pub fn federation(&self) -> Result<Option<Federation>> {
+        self.env.federation()
+    }
+}
+
+/// Lowercase hex SHA-256 over the DER of the first certificate in `pem` (by `openssl x509
+/// -fingerprint -sha256`, colons removed).
+pub fn pem_sha256(pem: &str) -> Result<String> {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running openssl")?;
+    child
+        .stdin
+        .take()
+        .context("openssl stdin")?
+        .write_all(pem.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "openssl x509 -fingerprint failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fp = text
+        .trim()
+        .split_once('=')
+        .map(|x| x.1)
+        .ok_or_else(|| anyhow!("no fingerprint in {text:?}"))?;
+    Ok(fp.replace(':', "").to_lowercase())
+}
