@@ -95,6 +95,44 @@ pub fn diff(old: &Topology, new: &Topology, at: u64) -> Vec<LogEntry> {
             log(Severity::Warning, format!("{}: gone", c.name));
         }
     }
+    // Federation: a pair's health, and each federation finding as it appears or goes.
+    for p in &new.federation.pairs {
+        let before = old.federation.pair(&p.id).map(|o| o.health);
+        if before.is_some_and(|h| h != p.health) {
+            let severity = match p.health {
+                Health::Down => Severity::Error,
+                Health::Degraded => Severity::Warning,
+                _ => Severity::Info,
+            };
+            log(
+                severity,
+                format!(
+                    "federation {} ⇄ {}: {} → {}",
+                    p.a,
+                    p.b,
+                    before.map(|h| h.label()).unwrap_or("?"),
+                    p.health.label()
+                ),
+            );
+        }
+    }
+    let federation_findings = |t: &Topology| -> Vec<crate::topology::model::Finding> {
+        t.meshes
+            .iter()
+            .flat_map(|m| m.findings.iter())
+            .filter(|f| f.node.starts_with("fedpair:") || f.node.starts_with("fedimp:"))
+            .cloned()
+            .collect()
+    };
+    if !old.meshes.is_empty() {
+        let (before, after) = (federation_findings(old), federation_findings(new));
+        for f in after.iter().filter(|f| !before.contains(f)) {
+            log(f.severity, f.message.clone());
+        }
+        for f in before.iter().filter(|f| !after.contains(f)) {
+            log(Severity::Info, format!("resolved: {}", f.message));
+        }
+    }
     let mut service_lines = 0;
     for m in &new.meshes {
         let Some(om) = old.meshes.iter().find(|x| x.id == m.id) else {
