@@ -239,3 +239,29 @@ fn resizing_to_a_tiny_terminal_and_back_never_breaks() {
     assert!(screen.contains("MESHTOP-EXIT:0"), "{screen}");
     assert!(!screen.contains("Events (newest first)"), "{screen}");
 }
+
+#[test]
+fn the_federation_view_follows_a_root_rotation_in_the_story() {
+    // 100 ms per step: mesh-beta rotates its root at step 20, mesh-alpha imports it at 40.
+    let command = format!(
+        "{} --demo --seed 5 --tick-ms 100; sleep 30",
+        env!("CARGO_BIN_EXE_meshtop")
+    );
+    let tmux = Tmux::start(&command, 150, 46);
+    tmux.wait_text("connected: 5 clusters in 2 meshes");
+    // The federation node is the last top-level node: End, open, down to the pair, open, down
+    // to the import.
+    tmux.keys(&["G", "l", "j"]);
+    let screen = tmux.wait_text("Federation mesh-alpha ⇄ mesh-beta");
+    assert!(screen.contains("mesh-alpha → mesh-beta"), "{screen}");
+    assert!(screen.contains("mesh-beta → mesh-alpha"), "{screen}");
+    // The story breaks the federation (the pair is degraded to begin with: a policy admits a
+    // namespace both meshes have), the panel and the event log say so, then it is repaired.
+    tmux.wait_text("mesh-beta's root was rotated");
+    tmux.wait_text("federation mesh-alpha ⇄ mesh-beta: degraded → down");
+    tmux.wait_text("federation mesh-alpha ⇄ mesh-beta: down → degraded");
+    tmux.keys(&["l", "j"]);
+    let screen = tmux.wait_text("Where it runs: orders/orders in mesh-beta");
+    assert!(screen.contains("exported by"), "{screen}");
+    tmux.keys(&["q"]);
+}

@@ -254,3 +254,59 @@ fn app_with_history(pending: Vec<meshtop::failover::audit::Attempt>) -> App {
     app.on_history(pending, None);
     app
 }
+
+/// The demo after `steps` seconds of its story.
+fn app_after(steps: u64) -> App {
+    let mut sim = DemoSim::new(3);
+    for _ in 0..steps {
+        sim.step();
+    }
+    let _ = sim.drain();
+    let topology = Arc::new(derive(sim.world()));
+    let (themes, _) = theme::discover(None);
+    let index = themes.iter().position(|t| t.name == "dark").unwrap();
+    let mut app = App::new(themes, index, "demo · seed 3".into(), false);
+    app.on_topology(topology, Vec::new());
+    app.now = 0;
+    app
+}
+
+#[test]
+fn federation_pair_panel_shows_both_directions_and_a_rotated_root() {
+    // At 25 s mesh-beta has rotated its root and mesh-alpha has not imported the new one yet.
+    let mut app = app_after(25);
+    select(&mut app, "fedpair:mesh-alpha|mesh-beta");
+    let s = screen(&mut app, 150, 44);
+    assert!(s.contains("old root only"), "{s}");
+    assert!(s.contains("mesh-beta's root was rotated"), "{s}");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn federation_node_and_import_panel_show_trust_and_where_the_service_runs() {
+    let mut app = app("dark");
+    select(&mut app, "fed");
+    let s = screen(&mut app, 150, 36);
+    assert!(
+        s.contains("mesh-alpha") && s.contains("beta.example"),
+        "{s}"
+    );
+    insta::assert_snapshot!("federation_node", s);
+    select(
+        &mut app,
+        "fedimp:mesh-alpha/east-1/checkout/orders-mesh-beta",
+    );
+    let s = screen(&mut app, 150, 36);
+    assert!(
+        s.contains("Where it runs: orders/orders in mesh-beta"),
+        "{s}"
+    );
+    insta::assert_snapshot!("federation_import", s);
+    // The exported service's own panel names who imports it.
+    select(&mut app, "svc:beta-1/orders/orders");
+    let s = screen(&mut app, 150, 36);
+    assert!(
+        s.contains("mesh-alpha (ServiceEntry east-1: checkout/orders-mesh-beta"),
+        "{s}"
+    );
+}

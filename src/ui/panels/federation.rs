@@ -8,8 +8,8 @@ use crate::topology::federation::*;
 fn root_trust_health(r: RootTrust) -> Health {
     match r {
         RootTrust::Trusted => Health::Healthy,
-        RootTrust::NotCounted | RootTrust::Stale => Health::Degraded,
-        RootTrust::No => Health::Down,
+        // Meant to trust and does not: as broken as not trusting at all.
+        RootTrust::NotCounted | RootTrust::Stale | RootTrust::No => Health::Down,
     }
 }
 
