@@ -364,6 +364,23 @@ fn main() {
         }
         shoot(&mut live, &fonts, "live-failover.png");
     }
+
+    // Two federated meshes on real clusters (`testenv/up --topology federation`, when make.sh
+    // finds it running): the pair, both directions.
+    if let Some(kubeconfig) = std::env::var_os("MESHTOP_SCREENSHOT_FEDERATION_KUBECONFIG") {
+        let (topology, log) = live(Path::new(&kubeconfig));
+        let mut fed = app(topology, log, "dark");
+        fed.source_label = format!("live · {} clusters", fed.topology.clusters().count());
+        let pair = fed
+            .topology
+            .federation
+            .pairs
+            .first()
+            .map(|p| p.id.clone())
+            .expect("a federated pair on the federation topology");
+        select(&mut fed, &pair);
+        shoot(&mut fed, &fonts, "live-federation.png");
+    }
 }
 
 /// What the API servers answer about a plan (permissions, lock), as the dashboard asks them.

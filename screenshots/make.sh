@@ -10,4 +10,9 @@ fi
 if kc=$(testenv/env 2>/dev/null | sed -n 's/^export KUBECONFIG=//p' | tail -1) && [ -n "$kc" ]; then
   export MESHTOP_SCREENSHOT_KUBECONFIG="$kc"
 fi
+# With the federation topology running in its own state dir, a live federation screenshot too.
+fed_state="${MESHTOP_TESTENV_STATE:-$HOME/.cache/meshtop-testenv/state}-federation"
+if kc=$(MESHTOP_TESTENV_STATE="$fed_state" testenv/env 2>/dev/null | sed -n 's/^export KUBECONFIG=//p' | tail -1) && [ -n "$kc" ]; then
+  export MESHTOP_SCREENSHOT_FEDERATION_KUBECONFIG="$kc"
+fi
 cargo run --quiet --example screenshots

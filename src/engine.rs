@@ -232,11 +232,20 @@ pub async fn run(
             vec![LogEntry {
                 at: unix_now(),
                 severity: Severity::Info,
-                message: format!(
-                    "connected: {} clusters in {} meshes",
-                    next.clusters().count(),
-                    next.meshes.len()
-                ),
+                message: {
+                    let n = next.clusters().count();
+                    let plural = |n: usize| if n == 1 { "" } else { "es" };
+                    // Live clusters are still syncing at the first derivation: their meshes are
+                    // not known yet.
+                    if next.clusters().any(|c| {
+                        matches!(c.connection, crate::topology::model::Connection::Connecting)
+                    }) {
+                        format!("watching {n} cluster{}", if n == 1 { "" } else { "s" })
+                    } else {
+                        let m = next.meshes.len();
+                        format!("connected: {n} clusters in {m} mesh{}", plural(m))
+                    }
+                },
             }]
         } else {
             diff(&current, &next, unix_now())

@@ -80,5 +80,28 @@ pub fn table(topology: &Topology) -> String {
             );
         }
     }
+    for p in &topology.federation.pairs {
+        let _ = writeln!(out, "FEDERATION {} {} ⇄ {}", p.health.glyph(), p.a, p.b);
+        for d in [&p.a_to_b, &p.b_to_a] {
+            let _ = writeln!(
+                out,
+                "  {} → {}: root {}, trust domain {}, imports {}, policies {}",
+                d.mesh,
+                d.peer,
+                d.root.label(),
+                d.trust_domain.label(),
+                if d.imports.is_empty() {
+                    "none".to_string()
+                } else {
+                    d.imports.join(", ")
+                },
+                if d.policies.is_empty() {
+                    "none".to_string()
+                } else {
+                    d.policies.join(", ")
+                },
+            );
+        }
+    }
     out
 }
