@@ -181,11 +181,18 @@ impl TreeIndex {
         }
     }
 
-    /// Whether service `position` of namespace `namespace` of cluster `context` matches the
-    /// current filter; `None` if the index does not know it.
-    fn service_matches(&self, context: &str, namespace: usize, position: usize) -> Option<bool> {
+    /// The name ids of the services of namespace `namespace` of cluster `context`, looked up
+    /// once per namespace (a filter keystroke visits every namespace); `None` if the index does
+    /// not know it.
+    fn namespace_services(&self, context: &str, namespace: usize) -> Option<&[u32]> {
         let node = self.first_namespace.get(context)? + namespace;
-        let id = *self.services.get(node)?.get(position)?;
+        self.services.get(node).map(Vec::as_slice)
+    }
+
+    /// Whether service `position` of a namespace whose name ids are `ids` matches the current
+    /// filter; `None` if the index does not know it.
+    fn service_matches(&self, ids: Option<&[u32]>, position: usize) -> Option<bool> {
+        let id = *ids?.get(position)?;
         self.matching.get(id as usize).copied()
     }
 }
@@ -223,11 +230,12 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn line(&self, health: Health, name: &str, detail: String, findings: usize) -> Line<'static> {
-        let mut spans = vec![
-            Span::styled(health.glyph().to_string(), self.theme.health(health)),
+        let mut spans = Vec::with_capacity(5);
+        spans.extend([
+            Span::styled(health.glyph(), self.theme.health(health)),
             Span::raw(" "),
             Span::styled(name.to_string(), self.theme.base()),
-        ];
+        ]);
         if !detail.is_empty() {
             spans.push(Span::styled(format!(" {detail}"), self.theme.muted()));
         }
@@ -564,9 +572,15 @@ impl Builder<'_> {
         ns: &ClusterNamespace,
     ) -> Option<TreeItem<'static, String>> {
         // With a filter, skip a namespace with no match below it before building its id.
+        let index: &TreeIndex = self.index;
+        let ids = if self.filter.is_empty() {
+            None
+        } else {
+            index.namespace_services(&c.name, position)
+        };
         let service_matches = |b: &Self, i: usize, svc: &str| {
             b.index
-                .service_matches(&c.name, position, i)
+                .service_matches(ids, i)
                 .unwrap_or_else(|| b.matches(svc))
         };
         if !self.filter.is_empty()
