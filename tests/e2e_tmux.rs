@@ -11,7 +11,10 @@ struct Tmux {
 
 impl Tmux {
     fn start(command: &str, width: u16, height: u16) -> Tmux {
-        let id = format!("meshtop-e2e-{}-{}", std::process::id(), width);
+        // Unique per terminal: tests run in parallel threads of one process.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("meshtop-e2e-{}-{n}", std::process::id());
         let t = Tmux {
             socket: id.clone(),
             session: id,
