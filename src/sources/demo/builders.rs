@@ -215,16 +215,21 @@ impl DemoSim {
             );
         }
         self.emit(context, KubeObject::Service(obj(svc)));
+        self.cross_network_gateway(context, &["*.local"]);
+        self.gateway_probe(context, "istio-system/istio-eastwestgateway", true);
+    }
+
+    /// The east-west gateway's `cross-network-gateway`: AUTO_PASSTHROUGH on 15443 for `hosts`.
+    pub(super) fn cross_network_gateway(&mut self, context: &str, hosts: &[&str]) {
         let gw = obj(json!({
             "apiVersion": "networking.istio.io/v1",
             "kind": "Gateway",
             "metadata": {"name": "cross-network-gateway", "namespace": SYSTEM_NAMESPACE},
             "spec": {"selector": {LABEL_ISTIO: "eastwestgateway"},
                      "servers": [{"port": {"number": 15443, "name": "tls", "protocol": "TLS"},
-                                  "tls": {"mode": "AUTO_PASSTHROUGH"}, "hosts": ["*.local"]}]},
+                                  "tls": {"mode": TLS_AUTO_PASSTHROUGH}, "hosts": hosts}]},
         }));
         self.emit(context, KubeObject::Istio(gw));
-        self.gateway_probe(context, "istio-system/istio-eastwestgateway", true);
     }
 
     pub(super) fn ingress_gateway(&mut self, context: &str, hostname: &str) {

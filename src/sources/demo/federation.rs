@@ -65,19 +65,11 @@ impl DemoSim {
 
     fn export_gateway(&mut self) {
         let hosts = if self.federation.wide_export {
-            json!(["*.local"])
+            "*.local"
         } else {
-            json!([EXPORTED])
+            EXPORTED
         };
-        let gw = obj(json!({
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "Gateway",
-            "metadata": {"name": "cross-network-gateway", "namespace": SYSTEM_NAMESPACE},
-            "spec": {"selector": {LABEL_ISTIO: "eastwestgateway"},
-                     "servers": [{"port": {"number": 15443, "name": "tls", "protocol": "TLS"},
-                                  "tls": {"mode": TLS_AUTO_PASSTHROUGH}, "hosts": hosts}]},
-        }));
-        self.emit("beta-1", KubeObject::Istio(gw));
+        self.cross_network_gateway("beta-1", &[hosts]);
     }
 
     fn beta_root(&mut self) {
