@@ -1,5 +1,6 @@
-//! Speed, measured: a full frame at 200×60 and re-derivation after one endpoint change, on a
-//! generated mesh of 20 clusters, 2,000 services and 100,000 endpoints.
+//! Speed, measured: a full frame at 200×60, re-derivation after one endpoint change and a filter
+//! keystroke (the app's whole key handler, then the frame that shows it), on a generated mesh of
+//! 20 clusters, 2,000 services and 100,000 endpoints.
 //!
 //! `cargo bench --bench render` prints criterion's figures (time per iteration).
 
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use meshtop::app::state::App;
 use meshtop::app::tree;
 use meshtop::sources::demo::{DemoSim, Scale};
@@ -61,6 +63,14 @@ fn flip_one_endpoint(store: &mut Store, ready: bool) {
     );
 }
 
+/// An app showing `topology`.
+fn app_with(topology: &Arc<meshtop::topology::model::Topology>) -> App {
+    let (themes, _) = theme::discover(None);
+    let mut app = App::new(themes, 0, "bench".into(), false);
+    app.on_topology(topology.clone(), Vec::new());
+    app
+}
+
 fn benches(c: &mut Criterion) {
     let mut store = big_store();
     let endpoints = count_endpoints(&store);
@@ -86,9 +96,7 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    let (themes, _) = theme::discover(None);
-    let mut app = App::new(themes, 0, "bench".into(), false);
-    app.on_topology(Arc::new(topology), Vec::new());
+    let mut app = app_with(&Arc::new(topology));
     // Open a cluster and a namespace, select a service: the richest panel.
     let c07 = app.topology.cluster("c07").expect("cluster c07");
     let ns = c07.namespaces.first().expect("a namespace in c07");
@@ -116,7 +124,37 @@ fn benches(c: &mut Criterion) {
             )
         })
     });
-    // A filter keystroke: same topology, so the index is kept (as the app keeps it).
+    // A filter keystroke as the app handles it (`/` opens the prompt; the handler rebuilds the
+    // tree, opens every match and moves the cursor to the first): alternately typing `1` after
+    // `svc-0` and deleting it again.
+    let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
+    let mut typing = app_with(&app.topology);
+    typing.on_key(key(KeyCode::Char('/')));
+    for c in "svc-0".chars() {
+        typing.on_key(key(KeyCode::Char(c)));
+    }
+    let mut typed = false;
+    c.bench_function("filter/keystroke (key handler, svc-0 ⇄ svc-01)", |b| {
+        b.iter(|| {
+            typed = !typed;
+            typing.on_key(key(if typed {
+                KeyCode::Char('1')
+            } else {
+                KeyCode::Backspace
+            }))
+        })
+    });
+    // The frame after it: every match open.
+    typing.on_key(key(KeyCode::Char('1')));
+    c.bench_function("filter/full frame 200x60 with svc-01 typed", |b| {
+        b.iter(|| {
+            terminal
+                .draw(|f| ui::draw(f, &mut typing))
+                .expect("draw to test backend");
+        })
+    });
+
+    // The tree build alone with a filter: same topology, so the index is kept (as the app keeps it).
     let mut index = tree::TreeIndex::new(&app.topology);
     c.bench_function("tree/rebuild with a filter (every node visited)", |b| {
         b.iter(|| {

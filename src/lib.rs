@@ -16,3 +16,9 @@ pub mod sources;
 pub mod theme;
 pub mod topology;
 pub mod ui;
+
+/// mimalloc instead of glibc's malloc for every binary built on this crate (meshtop itself,
+/// its tests and benchmarks): derivation and tree building allocate many small, short-lived
+/// strings, and glibc's bins made `malloc` half of a filter keystroke (perf on `benches/render`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
