@@ -1,6 +1,6 @@
 //! Application state: the latest model, the tree's selection, modals, the event log. No I/O.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tui_tree_widget::{TreeItem, TreeState};
@@ -130,7 +130,7 @@ pub struct App {
     pub tree_items: Vec<TreeItem<'static, String>>,
     /// What tree rebuilds read of the current topology, made once per topology.
     pub tree_index: IndexCache,
-    pub nodes: HashMap<String, NodeRef>,
+    pub nodes: crate::app::tree::NodeMap,
     pub tree_state: TreeState<String>,
     pub tree_dirty: bool,
     pub filter: String,
@@ -175,7 +175,7 @@ impl App {
             source_label,
             tree_items: Vec::new(),
             tree_index: IndexCache::default(),
-            nodes: HashMap::new(),
+            nodes: Default::default(),
             tree_state: TreeState::default(),
             tree_dirty: true,
             filter: String::new(),
@@ -201,11 +201,8 @@ impl App {
     }
 
     /// The node under the cursor.
-    pub fn selected(&self) -> Option<&NodeRef> {
-        self.tree_state
-            .selected()
-            .last()
-            .and_then(|id| self.nodes.get(id))
+    pub fn selected(&self) -> Option<NodeRef> {
+        crate::app::tree::resolve(&self.nodes, self.tree_state.selected())
     }
 
     pub fn push_log(&mut self, entry: LogEntry) {

@@ -7,6 +7,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rustc_hash::FxHashMap;
+
 use ratatui::text::{Line, Span};
 use tui_tree_widget::TreeItem;
 
@@ -54,9 +56,44 @@ impl NodeRef {
     }
 }
 
+/// What each built node id stands for, except service rows: a filter can show thousands of
+/// them, so they are resolved from their parent namespace when asked ([`resolve`]).
+pub type NodeMap = FxHashMap<String, NodeRef>;
+
+/// What the node at `path` (ids from the root) stands for.
+pub fn resolve(nodes: &NodeMap, path: &[String]) -> Option<NodeRef> {
+    let (id, parents) = path.split_last()?;
+    if let Some(node) = nodes.get(id) {
+        return Some(node.clone());
+    }
+    match nodes.get(parents.last()?)? {
+        NodeRef::Namespace(context, namespace) => {
+            let name = id.strip_prefix(&NodeId::service(context, namespace, ""))?;
+            Some(NodeRef::Service(
+                context.clone(),
+                namespace.clone(),
+                name.to_string(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Whether the items hold a node at `path`.
+pub fn contains_path(items: &[TreeItem<'static, String>], path: &[String]) -> bool {
+    let mut level = items;
+    for id in path {
+        match level.iter().find(|i| i.identifier() == id) {
+            Some(item) => level = item.children(),
+            None => return false,
+        }
+    }
+    !path.is_empty()
+}
+
 pub struct TreeModel {
     pub items: Vec<TreeItem<'static, String>>,
-    pub nodes: HashMap<String, NodeRef>,
+    pub nodes: NodeMap,
 }
 
 /// Id of the hidden child that makes a closed node expandable.
@@ -71,7 +108,7 @@ fn placeholder(parent: &str) -> TreeItem<'static, String> {
 /// to the matches kept for the shorter filter.
 #[derive(Debug, Default)]
 pub struct TreeIndex {
-    findings: HashMap<String, usize>,
+    findings: FxHashMap<String, usize>,
     /// Distinct service names, lowercased.
     names: Vec<String>,
     /// Per namespace node (in tree order: meshes, networks, clusters, namespaces) the name ids
@@ -90,7 +127,7 @@ pub struct TreeIndex {
 
 impl TreeIndex {
     pub fn new(topology: &Topology) -> TreeIndex {
-        let mut findings: HashMap<String, usize> = HashMap::new();
+        let mut findings: FxHashMap<String, usize> = FxHashMap::default();
         for f in topology.meshes.iter().flat_map(|m| m.findings.iter()) {
             match findings.get_mut(f.node.as_str()) {
                 Some(n) => *n += 1,
@@ -220,12 +257,14 @@ struct Builder<'a> {
     theme: &'a Theme,
     filter: String,
     opened: &'a HashSet<Vec<String>>,
-    nodes: HashMap<String, NodeRef>,
+    nodes: NodeMap,
     topology: &'a Topology,
     index: &'a TreeIndex,
     /// Ids from the root to the node being built (one stack, not a copy per node).
     path: Vec<String>,
     filter_ascii: bool,
+    /// A reused buffer for ids looked up, not kept (findings of a mesh service).
+    scratch: String,
 }
 
 impl Builder<'_> {
@@ -272,7 +311,7 @@ impl Builder<'_> {
     fn node(
         &mut self,
         id: String,
-        reference: NodeRef,
+        reference: Option<NodeRef>,
         name: &str,
         has_children: bool,
         line: impl FnOnce(&Self) -> Line<'static>,
@@ -290,7 +329,9 @@ impl Builder<'_> {
             return None;
         }
         let line = line(self);
-        self.nodes.insert(id.clone(), reference);
+        if let Some(reference) = reference {
+            self.nodes.insert(id.clone(), reference);
+        }
         let kids = if kids.is_empty() && has_children && !filtering {
             vec![placeholder(&id)]
         } else {
@@ -315,7 +356,7 @@ impl Builder<'_> {
         let id = NodeId::federation();
         self.node(
             id.clone(),
-            NodeRef::Federation,
+            Some(NodeRef::Federation),
             "federation",
             true,
             |b| {
@@ -333,7 +374,7 @@ impl Builder<'_> {
                             fed.imports_of(pair).collect();
                         b.node(
                             pair.id.clone(),
-                            NodeRef::FederationPair(pair.id.clone()),
+                            Some(NodeRef::FederationPair(pair.id.clone())),
                             &name,
                             !imports.is_empty(),
                             |b| {
@@ -365,11 +406,11 @@ impl Builder<'_> {
                                         let host = imp.hosts.first().cloned().unwrap_or_default();
                                         b.node(
                                             id.clone(),
-                                            NodeRef::FederationImport(
+                                            Some(NodeRef::FederationImport(
                                                 mesh.to_string(),
                                                 imp.cluster.clone(),
                                                 imp.service_entry.clone(),
-                                            ),
+                                            )),
                                             &host,
                                             false,
                                             |b| {
@@ -407,7 +448,7 @@ impl Builder<'_> {
             !c.control_planes.is_empty() || !c.gateways.is_empty() || !c.namespaces.is_empty();
         self.node(
             id.clone(),
-            NodeRef::Cluster(c.name.clone()),
+            Some(NodeRef::Cluster(c.name.clone())),
             &c.name,
             has_children,
             |b| {
@@ -449,7 +490,7 @@ impl Builder<'_> {
         let context = reference.cluster().unwrap_or_default().to_string();
         self.node(
             NodeId::group(kind, &context),
-            reference,
+            Some(reference),
             label,
             true,
             |b| b.line(health, label, format!("({count})"), 0),
@@ -484,7 +525,7 @@ impl Builder<'_> {
         let id = NodeId::control_plane(&cp.id);
         self.node(
             id.clone(),
-            NodeRef::ControlPlane(cp.id.clone()),
+            Some(NodeRef::ControlPlane(cp.id.clone())),
             &label,
             !served.is_empty(),
             |b| {
@@ -503,7 +544,7 @@ impl Builder<'_> {
                     .filter_map(|o| {
                         b.node(
                             NodeId::served(&cp.id, &o.name),
-                            NodeRef::Served(cp.id.clone(), o.name.clone()),
+                            Some(NodeRef::Served(cp.id.clone(), o.name.clone())),
                             &o.name,
                             false,
                             |b| b.line(o.health, &o.name, format!("↳ {}", o.role.label()), 0),
@@ -530,7 +571,7 @@ impl Builder<'_> {
                         let id = NodeId::gateway(&g.id);
                         b.node(
                             id.clone(),
-                            NodeRef::Gateway(g.id.clone()),
+                            Some(NodeRef::Gateway(g.id.clone())),
                             &g.name,
                             false,
                             |b| {
@@ -591,7 +632,7 @@ impl Builder<'_> {
         }
         self.node(
             NodeId::namespace(&c.name, &ns.name),
-            NodeRef::Namespace(c.name.clone(), ns.name.clone()),
+            Some(NodeRef::Namespace(c.name.clone(), ns.name.clone())),
             &ns.name,
             !ns.services.is_empty(),
             |b| {
@@ -600,10 +641,11 @@ impl Builder<'_> {
             },
             |b| {
                 let mut items = Vec::new();
+                let merged = mesh.services_in(&ns.name);
                 for (i, svc) in ns.services.iter().enumerate() {
                     // Most services do not match a filter: skip them before building ids.
                     if b.filter.is_empty() || service_matches(b, i, svc) {
-                        items.extend(b.service(mesh, c, ns, svc));
+                        items.extend(b.service(mesh, merged, c, ns, svc));
                     }
                 }
                 items
@@ -611,20 +653,37 @@ impl Builder<'_> {
         )
     }
 
+    /// A service row; `merged` are the mesh's services of its namespace.
     fn service(
         &mut self,
         mesh: &Mesh,
+        merged: &[Service],
         c: &Cluster,
         ns: &ClusterNamespace,
         svc: &str,
     ) -> Option<TreeItem<'static, String>> {
+        let found = merged
+            .binary_search_by(|s| (*s.name).cmp(svc))
+            .ok()
+            .map(|i| &merged[i]);
+        let findings = match found {
+            Some(_) => {
+                let mut key = std::mem::take(&mut self.scratch);
+                NodeId::write_mesh_service(&mut key, &mesh.id, &ns.name, svc);
+                let n = self.findings(&key);
+                self.scratch = key;
+                n
+            }
+            None => 0,
+        };
         self.node(
             NodeId::service(&c.name, &ns.name, svc),
-            NodeRef::Service(c.name.clone(), ns.name.clone(), svc.to_string()),
+            // Not in the node map: resolved from its namespace when selected (see `resolve`).
+            None,
             svc,
             false,
             |b| {
-                let (health, detail, findings) = match mesh.service(&ns.name, svc) {
+                let (health, detail, findings) = match found {
                     Some(s) => {
                         let (ready, not_ready) = s
                             .endpoints
@@ -634,7 +693,7 @@ impl Builder<'_> {
                         (
                             crate::topology::health::endpoint_counts(ready, not_ready),
                             format!("{ready}/{}", ready + not_ready),
-                            b.findings(&NodeId::mesh_service(&mesh.id, &ns.name, svc)),
+                            findings,
                         )
                     }
                     None => (Health::Unknown, "cluster-local".to_string(), 0),
@@ -664,17 +723,18 @@ pub fn build(
         filter_ascii: filter.is_ascii(),
         filter,
         opened,
-        nodes: HashMap::new(),
+        nodes: NodeMap::default(),
         topology,
         index,
         path: Vec::new(),
+        scratch: String::new(),
     };
     let mut items = Vec::new();
     for mesh in &topology.meshes {
         let id = NodeId::mesh(&mesh.id);
         let item = b.node(
             id.clone(),
-            NodeRef::Mesh(mesh.id.clone()),
+            Some(NodeRef::Mesh(mesh.id.clone())),
             &mesh.id,
             !mesh.networks.is_empty(),
             |b| {
@@ -688,7 +748,7 @@ pub fn build(
                         let id = NodeId::network(&mesh.id, &net.name);
                         b.node(
                             id.clone(),
-                            NodeRef::Network(mesh.id.clone(), net.name.clone()),
+                            Some(NodeRef::Network(mesh.id.clone(), net.name.clone())),
                             &net.name,
                             !net.clusters.is_empty(),
                             |b| {
@@ -859,19 +919,64 @@ mod tests {
         }
     }
 
-    /// Rows as (depth, id), and the nodes by id.
-    type Shape = (Vec<(usize, String)>, Vec<(String, NodeRef)>);
+    /// The path of every built node, in tree order.
+    fn paths(items: &[TreeItem<'static, String>]) -> Vec<Vec<String>> {
+        fn walk(
+            items: &[TreeItem<'static, String>],
+            at: &mut Vec<String>,
+            out: &mut Vec<Vec<String>>,
+        ) {
+            for item in items {
+                at.push(item.identifier().clone());
+                out.push(at.clone());
+                walk(item.children(), at, out);
+                at.pop();
+            }
+        }
+        let mut out = Vec::new();
+        walk(items, &mut Vec::new(), &mut out);
+        out
+    }
+
+    /// Rows as (depth, id), and what each row stands for.
+    type Shape = (Vec<(usize, String)>, Vec<(String, Option<NodeRef>)>);
 
     fn shape(model: &TreeModel) -> Shape {
         let mut out = Vec::new();
         ids(&model.items, 0, &mut out);
-        let mut nodes: Vec<_> = model
-            .nodes
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+        let mut nodes: Vec<_> = paths(&model.items)
+            .into_iter()
+            .filter(|p| !p.last().is_some_and(|id| id.starts_with('…')))
+            .map(|p| {
+                (
+                    p.last().cloned().unwrap_or_default(),
+                    resolve(&model.nodes, &p),
+                )
+            })
             .collect();
         nodes.sort_by(|a, b| a.0.cmp(&b.0));
         (out, nodes)
+    }
+
+    /// Every built row resolves to what it stands for; a service row to its service.
+    #[test]
+    fn every_built_row_resolves_to_its_node() {
+        let t = topology(2);
+        let theme = Theme::dark();
+        let model = build(&t, &mut TreeIndex::new(&t), "svc", &theme, &HashSet::new());
+        let mut services = 0;
+        for path in paths(&model.items) {
+            let node = resolve(&model.nodes, &path).unwrap_or_else(|| panic!("{path:?}"));
+            if let NodeRef::Service(c, ns, name) = &node {
+                assert_eq!(path.last(), Some(&NodeId::service(c, ns, name)));
+                assert!(t.cluster(c).is_some_and(|c| c
+                    .namespaces
+                    .iter()
+                    .any(|n| &n.name == ns && n.services.contains(name))));
+                services += 1;
+            }
+        }
+        assert!(services > 0, "the filter shows services");
     }
 
     #[test]
@@ -923,19 +1028,19 @@ mod tests {
         let theme = Theme::dark();
         for filter in ["svc-00", "SVC-001", "0005", "nothing-matches"] {
             let model = build(&t, &mut TreeIndex::new(&t), filter, &theme, &HashSet::new());
-            let mut shown: Vec<&String> = model
-                .nodes
-                .values()
-                .filter_map(|n| match n {
-                    NodeRef::Service(_, _, s) => Some(s),
+            let mut shown: Vec<String> = paths(&model.items)
+                .iter()
+                .filter_map(|path| match resolve(&model.nodes, path) {
+                    Some(NodeRef::Service(_, _, s)) => Some(s),
                     _ => None,
                 })
                 .collect();
             shown.sort();
-            let mut expected: Vec<&String> = t
+            let mut expected: Vec<String> = t
                 .clusters()
                 .flat_map(|c| c.namespaces.iter().flat_map(|ns| ns.services.iter()))
                 .filter(|s| s.to_lowercase().contains(&filter.to_lowercase()))
+                .cloned()
                 .collect();
             expected.sort();
             assert_eq!(shown, expected, "filter {filter}");

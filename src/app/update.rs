@@ -59,7 +59,7 @@ impl App {
             for path in tree::all_parent_paths(&self.tree_items) {
                 self.tree_state.open(path);
             }
-            let shown = target.last().is_some_and(|id| self.nodes.contains_key(id));
+            let shown = tree::contains_path(&self.tree_items, &target);
             if shown {
                 self.tree_state.select(target);
             } else {
@@ -597,7 +597,7 @@ impl App {
 fn first_match(
     items: &[tui_tree_widget::TreeItem<'static, String>],
     filter: &str,
-    nodes: &std::collections::HashMap<String, NodeRef>,
+    nodes: &crate::app::tree::NodeMap,
 ) -> Option<Vec<String>> {
     fn name_of(node: &NodeRef) -> &str {
         match node {
@@ -616,19 +616,25 @@ fn first_match(
             NodeRef::FederationImport(_, _, se) => se,
         }
     }
-    for item in items {
-        let id = item.identifier();
-        if nodes
-            .get(id)
-            .map(|n| name_of(n).to_lowercase().contains(filter))
-            .unwrap_or(false)
-        {
-            return Some(vec![id.clone()]);
+    /// Depth first from `path` (the ids above `items`).
+    fn search(
+        items: &[tui_tree_widget::TreeItem<'static, String>],
+        filter: &str,
+        nodes: &crate::app::tree::NodeMap,
+        path: &mut Vec<String>,
+    ) -> bool {
+        for item in items {
+            path.push(item.identifier().clone());
+            if tree::resolve(nodes, path)
+                .is_some_and(|n| name_of(&n).to_lowercase().contains(filter))
+                || search(item.children(), filter, nodes, path)
+            {
+                return true;
+            }
+            path.pop();
         }
-        if let Some(mut rest) = first_match(item.children(), filter, nodes) {
-            rest.insert(0, id.clone());
-            return Some(rest);
-        }
+        false
     }
-    None
+    let mut path = Vec::new();
+    search(items, filter, nodes, &mut path).then_some(path)
 }

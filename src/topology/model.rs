@@ -462,6 +462,13 @@ impl Mesh {
             .map(|i| &self.services[i])
     }
 
+    /// The services of one namespace (a run of the sorted list), sorted by name.
+    pub fn services_in(&self, namespace: &str) -> &[Service] {
+        let start = self.services.partition_point(|s| &*s.namespace < namespace);
+        let len = self.services[start..].partition_point(|s| &*s.namespace == namespace);
+        &self.services[start..start + len]
+    }
+
     pub fn tenant(&self, namespace: &str) -> Option<&Tenant> {
         self.tenants.iter().find(|t| t.namespace == namespace)
     }
@@ -532,7 +539,16 @@ impl NodeId {
         format!("svc:{context}/{namespace}/{name}")
     }
     pub fn mesh_service(mesh: &str, namespace: &str, name: &str) -> String {
-        format!("msvc:{mesh}/{namespace}/{name}")
+        let mut id = String::new();
+        NodeId::write_mesh_service(&mut id, mesh, namespace, name);
+        id
+    }
+    /// [`NodeId::mesh_service`] into a reused buffer (the tree asks it for every service row).
+    pub fn write_mesh_service(buf: &mut String, mesh: &str, namespace: &str, name: &str) {
+        buf.clear();
+        for part in ["msvc:", mesh, "/", namespace, "/", name] {
+            buf.push_str(part);
+        }
     }
     pub fn tenant(mesh: &str, namespace: &str) -> String {
         format!("tenant:{mesh}/{namespace}")

@@ -31,7 +31,8 @@ use crate::topology::model::*;
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let theme = app.theme();
     let t = &app.topology;
-    let (title, body) = match app.selected() {
+    let selected = app.selected();
+    let (title, body) = match selected.as_ref() {
         None => (
             "Details".to_string(),
             Body::Lines(vec![Line::styled("select a node", theme.muted())]),
