@@ -642,10 +642,17 @@ impl Builder<'_> {
             |b| {
                 let mut items = Vec::new();
                 let merged = mesh.services_in(&ns.name);
+                // Both lists are sorted by name: the next service is usually the next one.
+                let mut next = 0;
                 for (i, svc) in ns.services.iter().enumerate() {
                     // Most services do not match a filter: skip them before building ids.
                     if b.filter.is_empty() || service_matches(b, i, svc) {
-                        items.extend(b.service(mesh, merged, c, ns, svc));
+                        let at = match merged.get(next) {
+                            Some(s) if *s.name == **svc => Some(next),
+                            _ => merged.binary_search_by(|s| (*s.name).cmp(svc)).ok(),
+                        };
+                        next = at.map_or(next, |i| i + 1);
+                        items.extend(b.service(mesh, at.map(|i| &merged[i]), c, ns, svc));
                     }
                 }
                 items
@@ -653,19 +660,15 @@ impl Builder<'_> {
         )
     }
 
-    /// A service row; `merged` are the mesh's services of its namespace.
+    /// A service row; `found` is the mesh's merged service of that name, if it has one.
     fn service(
         &mut self,
         mesh: &Mesh,
-        merged: &[Service],
+        found: Option<&Service>,
         c: &Cluster,
         ns: &ClusterNamespace,
         svc: &str,
     ) -> Option<TreeItem<'static, String>> {
-        let found = merged
-            .binary_search_by(|s| (*s.name).cmp(svc))
-            .ok()
-            .map(|i| &merged[i]);
         let findings = match found {
             Some(_) => {
                 let mut key = std::mem::take(&mut self.scratch);

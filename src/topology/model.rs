@@ -513,6 +513,15 @@ impl Topology {
     }
 }
 
+/// `parts` joined, allocated once (the tree builds an id per row; `format!` costs more).
+fn concat(parts: &[&str]) -> String {
+    let mut id = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        id.push_str(part);
+    }
+    id
+}
+
 /// Stable ids of tree nodes; findings point at them and the UI selects them.
 pub struct NodeId;
 
@@ -533,10 +542,10 @@ impl NodeId {
         format!("gw:{id}")
     }
     pub fn namespace(context: &str, namespace: &str) -> String {
-        format!("ns:{context}/{namespace}")
+        concat(&["ns:", context, "/", namespace])
     }
     pub fn service(context: &str, namespace: &str, name: &str) -> String {
-        format!("svc:{context}/{namespace}/{name}")
+        concat(&["svc:", context, "/", namespace, "/", name])
     }
     pub fn mesh_service(mesh: &str, namespace: &str, name: &str) -> String {
         let mut id = String::new();
