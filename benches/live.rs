@@ -10,6 +10,8 @@
 //! - resident memory after sync, CPU seconds over an idle window, and the API requests the API
 //!   servers counted meanwhile (their own `apiserver_request_total`), against a window without
 //!   meshtop, so LISTs after the initial sync can be told apart from other clients';
+//! - the LISTs and port-forwards meshtop itself logged over that idle window (its log names
+//!   every relist and every port-forward it opens);
 //! - in this process: a Deployment scale → the model, from the moment the API's EndpointSlice
 //!   has the new endpoint to the moment the derived model has it (p50/p95).
 //!
@@ -48,7 +50,10 @@ fn release_binary() -> Result<PathBuf> {
     if !st.success() {
         bail!("cargo build --release failed");
     }
-    Ok(common::testenv::repo_root().join("target/release/meshtop"))
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::testenv::repo_root().join("target"));
+    Ok(target.join("release/meshtop"))
 }
 
 struct Tui {
@@ -110,6 +115,13 @@ impl Tui {
             .find(|l| needles.iter().all(|n| l.contains(n)))?;
         let rest = &line[line.find("since_start_ms=")? + "since_start_ms=".len()..];
         rest.split_whitespace().next()?.parse().ok()
+    }
+
+    /// Log lines containing `needle`.
+    fn count_logged(&self, needle: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .map(|t| t.lines().filter(|l| l.contains(needle)).count())
+            .unwrap_or(0)
     }
 
     /// Waits until every context has logged `state="live"`; returns the latest of those times.
@@ -287,9 +299,18 @@ async fn main() -> Result<()> {
     let pid = tui.pid()?;
     let rss_synced = rss_kib(pid)?;
     let a = api_requests(env).await?;
+    // meshtop's own count (its log, info level): what it asked, whoever else asks meanwhile.
+    let (pf0, relists0) = (
+        tui.count_logged("port-forward opened"),
+        tui.count_logged("relisting"),
+    );
     let c0 = cpu_ticks(pid)?;
     tokio::time::sleep(idle).await;
     let c1 = cpu_ticks(pid)?;
+    let (pf1, relists1) = (
+        tui.count_logged("port-forward opened"),
+        tui.count_logged("relisting"),
+    );
     let b = api_requests(env).await?;
     let rss_idle = rss_kib(pid)?;
     let with = delta(&a, &b);
@@ -326,6 +347,11 @@ async fn main() -> Result<()> {
     println!(
         "LISTs per minute attributable to meshtop after the initial sync: {:.1} (target 0)",
         (lists(&with, idle) - lists(&baseline, window)).max(0.0)
+    );
+    println!(
+        "meshtop's own log over the idle window: {} LISTs after the initial sync (relists), {} port-forwards opened (target 0 and 0)",
+        relists1 - relists0,
+        pf1 - pf0
     );
     drop(tui);
 

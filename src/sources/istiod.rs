@@ -4,14 +4,22 @@
 
 use crate::topology::snapshot::{ClusterzEntry, IstiodMetrics, SynczEntry};
 
-/// `/debug/clusterz`: `[{"id", "secretName", "syncStatus"}]`.
+/// `/debug/clusterz`: `[{"id", "secretName", "syncStatus"}]`, sorted by id.
 pub fn parse_clusterz(body: &str) -> Result<Vec<ClusterzEntry>, String> {
-    serde_json::from_str(body).map_err(|e| format!("/debug/clusterz: {e}"))
+    let mut rows: Vec<ClusterzEntry> =
+        serde_json::from_str(body).map_err(|e| format!("/debug/clusterz: {e}"))?;
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(rows)
 }
 
-/// `/debug/syncz`: one row per connected proxy.
+/// `/debug/syncz`: one row per connected proxy, sorted by proxy. istiod lists them in no
+/// particular order (a new one each time it is asked): sorted, two answers that tell the same
+/// are equal, and an unchanged probe need not be passed on.
 pub fn parse_syncz(body: &str) -> Result<Vec<SynczEntry>, String> {
-    serde_json::from_str(body).map_err(|e| format!("/debug/syncz: {e}"))
+    let mut rows: Vec<SynczEntry> =
+        serde_json::from_str(body).map_err(|e| format!("/debug/syncz: {e}"))?;
+    rows.sort_by(|a, b| (&a.proxy, &a.cluster_id).cmp(&(&b.proxy, &b.cluster_id)));
+    Ok(rows)
 }
 
 /// The metric families meshtop reads from istiod.
@@ -129,5 +137,14 @@ mod tests {
         .unwrap();
         assert_eq!(rows[0].cluster_id, "remote");
         assert_eq!(rows[0].proxy, "api-1.payments");
+    }
+
+    #[test]
+    fn syncz_in_any_order_reads_the_same() {
+        let a =
+            parse_syncz(r#"[{"cluster_id":"c","proxy":"b.ns"},{"cluster_id":"c","proxy":"a.ns"}]"#);
+        let b =
+            parse_syncz(r#"[{"cluster_id":"c","proxy":"a.ns"},{"cluster_id":"c","proxy":"b.ns"}]"#);
+        assert_eq!(a, b);
     }
 }

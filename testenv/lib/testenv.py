@@ -487,6 +487,20 @@ def write_kubeconfig(path, entries):
 # up
 
 
+def audit_args(c):
+    """MESHTOP_TESTENV_AUDIT=1 (diagnostics, not a knob): every API server writes an audit log
+    at Metadata level (verb, URI with its query, user, user agent, response code) to
+    `logs/audit-<cluster>.log`, e.g. to tell which client LISTs or port-forwards."""
+    if os.environ.get("MESHTOP_TESTENV_AUDIT") != "1":
+        return []
+    policy = f"{STATE}/audit-policy.yaml"
+    with open(policy, "w") as f:
+        f.write("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"
+                "rules:\n- level: Metadata\n")
+    return [f"--audit-policy-file={policy}", f"--audit-log-path={STATE}/logs/audit-{c.name}.log",
+            "--audit-log-format=json", "--audit-log-mode=blocking"]
+
+
 def start_control_planes(procs, clusters, etcd_port, knobs):
     for c in clusters:
         os.makedirs(c.dir, exist_ok=True)
@@ -521,6 +535,7 @@ def start_control_planes(procs, clusters, etcd_port, knobs):
             "--enable-priority-and-fairness=false",
             "--profiling=false",
             "--v=1",
+            *audit_args(c),
         ])
     for c in clusters:
         wait_for(f"kube-apiserver {c.name} /readyz", lambda c=c: (procs.check_alive(f"kube-apiserver-{c.name}"), c.readyz())[1], 120)

@@ -37,6 +37,9 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// What meshtop calls itself to API servers (their audit logs show it).
+pub const USER_AGENT: &str = concat!("meshtop/", env!("CARGO_PKG_VERSION"));
+
 /// The kubeconfig files in the order kubectl reads them.
 pub fn files(explicit: Option<&Path>) -> Vec<PathBuf> {
     if let Some(p) = explicit {
@@ -165,6 +168,15 @@ pub async fn resolve(
         };
         let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
             .await
+            .map(|mut c| {
+                // kube-rs sends no User-Agent: with one, an API server's audit log can tell
+                // meshtop's requests from every other client's.
+                c.headers.push((
+                    http::header::USER_AGENT,
+                    http::HeaderValue::from_static(USER_AGENT),
+                ));
+                c
+            })
             .map_err(|e| format!("kubeconfig: {}", error_chain(&e)));
         let user = kubeconfig
             .contexts

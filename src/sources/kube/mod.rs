@@ -5,6 +5,7 @@
 
 pub mod kubeconfig;
 pub mod probe;
+pub mod stats;
 pub mod status;
 mod trim;
 mod watch;

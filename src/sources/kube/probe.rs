@@ -16,8 +16,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::reflector::Store;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
+use super::stats::Counters;
 use super::status::Shared;
 use crate::sources::istiod;
 use crate::topology::snapshot::{IstiodProbe, Update};
@@ -26,8 +28,12 @@ pub const MONITORING_PORT: u16 = 15014;
 pub const HTTP_PORT: u16 = 8080;
 /// How often each istiod is asked.
 pub const INTERVAL: Duration = Duration::from_secs(5);
-/// The most one whole probe (port-forward and every request) may take.
+/// How long one whole probe (port-forward and every request) may take before the control plane
+/// shows as not answering.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long a probe that missed [`PROBE_TIMEOUT`] may still finish on its connection (which is
+/// then kept) before both are given up.
+pub const PROBE_GIVE_UP: Duration = Duration::from_secs(30);
 /// Bodies larger than this are refused (a huge `/debug/syncz` must not eat memory).
 const BODY_LIMIT: usize = 32 << 20;
 
@@ -77,18 +83,33 @@ pub fn version_from_body(body: &str) -> Option<String> {
     Some(parts[..end].join("-"))
 }
 
+/// One probe's reading: what istiod answered, and whether a connection broke on the way.
+struct Reading {
+    probe: IstiodProbe,
+    /// A request failed below HTTP (the stream closed, a body cut off or over the limit): the
+    /// connection is not good for another request. An HTTP error status or a body that does not
+    /// parse leaves it as good as it was.
+    broken: Option<String>,
+}
+
 /// Reads every endpoint meshtop shows from one istiod's monitoring connection; `ready` from the
 /// HTTP connection when there is one.
-async fn read_istiod(monitoring: &mut Http, http: Option<&mut Http>, at_secs: f64) -> IstiodProbe {
+async fn read_istiod(monitoring: &mut Http, http: Option<&mut Http>, at_secs: f64) -> Reading {
     let mut probe = IstiodProbe {
         at_secs,
         ..Default::default()
     };
     let mut errors = Vec::new();
+    let mut broken = None;
+    let mut transport = |path: &str, e: anyhow::Error, errors: &mut Vec<String>| {
+        let e = format!("{path}: {e}");
+        broken.get_or_insert_with(|| e.clone());
+        errors.push(e);
+    };
     match monitoring.get("/version").await {
         Ok((200, body)) => probe.version = version_from_body(&body),
         Ok((code, _)) => errors.push(format!("/version: HTTP {code}")),
-        Err(e) => errors.push(format!("/version: {e}")),
+        Err(e) => transport("/version", e, &mut errors),
     }
     match monitoring.get("/metrics").await {
         Ok((200, body)) => {
@@ -98,7 +119,7 @@ async fn read_istiod(monitoring: &mut Http, http: Option<&mut Http>, at_secs: f6
             probe.metrics = Some(istiod::parse_metrics(&body));
         }
         Ok((code, _)) => errors.push(format!("/metrics: HTTP {code}")),
-        Err(e) => errors.push(format!("/metrics: {e}")),
+        Err(e) => transport("/metrics", e, &mut errors),
     }
     match monitoring.get("/debug/clusterz").await {
         Ok((200, body)) => match istiod::parse_clusterz(&body) {
@@ -106,7 +127,7 @@ async fn read_istiod(monitoring: &mut Http, http: Option<&mut Http>, at_secs: f6
             Err(e) => errors.push(e),
         },
         Ok((code, _)) => errors.push(format!("/debug/clusterz: HTTP {code}")),
-        Err(e) => errors.push(format!("/debug/clusterz: {e}")),
+        Err(e) => transport("/debug/clusterz", e, &mut errors),
     }
     match monitoring.get("/debug/syncz").await {
         Ok((200, body)) => match istiod::parse_syncz(&body) {
@@ -114,18 +135,18 @@ async fn read_istiod(monitoring: &mut Http, http: Option<&mut Http>, at_secs: f6
             Err(e) => errors.push(e),
         },
         Ok((code, _)) => errors.push(format!("/debug/syncz: HTTP {code}")),
-        Err(e) => errors.push(format!("/debug/syncz: {e}")),
+        Err(e) => transport("/debug/syncz", e, &mut errors),
     }
     if let Some(http) = http {
         match http.get("/ready").await {
             Ok((code, _)) => probe.ready = Some(code == 200),
-            Err(e) => errors.push(format!("/ready: {e}")),
+            Err(e) => transport("/ready", e, &mut errors),
         }
     }
     if !errors.is_empty() {
         probe.error = Some(errors.join("; "));
     }
-    probe
+    Reading { probe, broken }
 }
 
 /// A port-forward to one istiod pod with an HTTP connection on each port, kept between probes:
@@ -138,7 +159,10 @@ struct PodConnection {
 }
 
 impl PodConnection {
-    async fn open(pods: &Api<Pod>, pod: &str) -> Result<PodConnection> {
+    /// Opens a port-forward (one `CONNECT` at the API server); `why` goes to the log.
+    async fn open(pods: &Api<Pod>, pod: &str, shared: &Shared, why: &str) -> Result<PodConnection> {
+        Counters::add(&shared.stats().port_forwards);
+        tracing::info!(context = shared.context(), pod, why, "port-forward opened");
         let mut pf = pods
             .portforward(pod, &[MONITORING_PORT, HTTP_PORT])
             .await
@@ -165,38 +189,46 @@ impl Drop for PodConnection {
 }
 
 /// Probes one istiod pod through its port-forward, opening one when there is none (or the pod
-/// changed). Returns the connection when it is still good for the next probe.
+/// changed). Returns the connection when it is still good for the next probe: an istiod that
+/// answers an error keeps its connection; only a broken one is replaced.
 async fn probe_pod(
     pods: &Api<Pod>,
     pod: &str,
     kept: Option<PodConnection>,
     at_secs: f64,
+    shared: &Shared,
 ) -> (Result<IstiodProbe>, Option<PodConnection>) {
-    let reused = kept.filter(|c| c.pod == pod);
-    let fresh = reused.is_none();
-    let mut conn = match reused {
-        Some(c) => c,
-        None => match PodConnection::open(pods, pod).await {
-            Ok(c) => c,
+    let why = match &kept {
+        None => "no connection kept (first probe, or the last one failed or timed out)",
+        Some(c) if c.pod != pod => "another pod of the Deployment",
+        Some(_) => "",
+    };
+    let (mut conn, fresh) = match kept.filter(|c| c.pod == pod) {
+        Some(c) => (c, false),
+        None => match PodConnection::open(pods, pod, shared, why).await {
+            Ok(c) => (c, true),
             Err(e) => return (Err(e), None),
         },
     };
-    let probe = read_istiod(&mut conn.monitoring, Some(&mut conn.http), at_secs).await;
-    if probe.error.is_some() && !fresh {
-        // A kept connection that broke (istiod restarted, the stream closed): once more on a
-        // new one before reporting the error.
-        drop(conn);
-        return match PodConnection::open(pods, pod).await {
-            Ok(mut c) => {
-                let probe = read_istiod(&mut c.monitoring, Some(&mut c.http), at_secs).await;
-                let keep = probe.error.is_none().then_some(c);
-                (Ok(probe), keep)
+    let reading = read_istiod(&mut conn.monitoring, Some(&mut conn.http), at_secs).await;
+    match reading.broken {
+        None => (Ok(reading.probe), Some(conn)),
+        Some(e) if !fresh => {
+            // A kept connection that broke (istiod restarted, the stream closed): once more on
+            // a new one before reporting the error.
+            drop(conn);
+            let why = format!("the kept connection broke: {e}");
+            match PodConnection::open(pods, pod, shared, &why).await {
+                Ok(mut c) => {
+                    let reading = read_istiod(&mut c.monitoring, Some(&mut c.http), at_secs).await;
+                    let keep = reading.broken.is_none().then_some(c);
+                    (Ok(reading.probe), keep)
+                }
+                Err(e) => (Err(e), None),
             }
-            Err(e) => (Err(e), None),
-        };
+        }
+        Some(_) => (Ok(reading.probe), None),
     }
-    let keep = probe.error.is_none().then_some(conn);
-    (Ok(probe), keep)
 }
 
 /// Probes an istiod at an explicit `http://host:port` monitoring URL (config file).
@@ -209,7 +241,7 @@ async fn probe_url(url: &str, at_secs: f64) -> Result<IstiodProbe> {
         .await
         .with_context(|| format!("connect to {authority}"))?;
     let mut monitoring = Http::over(stream).await?;
-    let mut probe = read_istiod(&mut monitoring, None, at_secs).await;
+    let mut probe = read_istiod(&mut monitoring, None, at_secs).await.probe;
     // Ready when the monitoring port answers /version: the best a URL can tell.
     probe.ready = Some(probe.version.is_some());
     Ok(probe)
@@ -235,7 +267,8 @@ fn running(pod: &Pod) -> bool {
 }
 
 /// Every few seconds, probes each istiod Deployment of the cluster through one of its running
-/// pods (or the configured URL), all at once, each bounded by [`PROBE_TIMEOUT`].
+/// pods (or the configured URL): one task per Deployment, all at once, so a slow istiod delays
+/// nothing else.
 pub async fn run(
     client: kube::Client,
     istiod_pods: Store<Pod>,
@@ -249,10 +282,9 @@ pub async fn run(
     }
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Port-forwards kept between rounds, by namespace/deployment.
-    let mut kept: BTreeMap<String, PodConnection> = BTreeMap::new();
+    // One prober per namespace/deployment; it learns which pod to ask through its channel.
+    let mut probers: BTreeMap<String, (watch::Sender<String>, AbortOnDrop)> = BTreeMap::new();
     loop {
-        tick.tick().await;
         if shared.closed() {
             return;
         }
@@ -271,51 +303,172 @@ pub async fn run(
             };
             targets.entry(format!("{ns}/{dep}")).or_insert((ns, name));
         }
-        let at_secs = started.elapsed().as_secs_f64();
-        // Connections of Deployments that are gone close here.
-        kept.retain(|key, _| targets.contains_key(key));
-        let probes = targets.into_iter().map(|(key, (ns, pod))| {
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let url = url.clone();
-            let conn = kept.remove(&key);
-            async move {
-                let attempt = async {
-                    match &url {
-                        Some(u) => (probe_url(u, at_secs).await, None),
-                        None => probe_pod(&pods, &pod, conn, at_secs).await,
-                    }
-                };
-                let (probe, conn) = match timeout(PROBE_TIMEOUT, attempt).await {
-                    Ok((Ok(p), conn)) => (p, conn),
-                    Ok((Err(e), _)) => (failed(at_secs, format!("{e:#}")), None),
-                    Err(_) => (
-                        failed(
-                            at_secs,
-                            format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
-                        ),
-                        None,
-                    ),
-                };
-                (key, probe, conn)
+        // Probers (and their connections) of Deployments that are gone stop here.
+        probers.retain(|key, _| targets.contains_key(key));
+        for (key, (ns, pod)) in targets {
+            if let Some((pod_tx, _)) = probers.get(&key) {
+                // Still on the same pod when it runs: the prober keeps its connection.
+                pod_tx.send_if_modified(|p| std::mem::replace(p, pod.clone()) != pod);
+                continue;
             }
-        });
-        for (key, probe, conn) in futures::future::join_all(probes).await {
-            if let Some(conn) = conn {
-                kept.insert(key.clone(), conn);
+            let (pod_tx, pod_rx) = watch::channel(pod);
+            let prober = Prober {
+                key: key.clone(),
+                pods: Api::namespaced(client.clone(), &ns),
+                pod: pod_rx,
+                url: url.clone(),
+                shared: shared.clone(),
+                started,
+            };
+            let task = AbortOnDrop(tokio::spawn(prober.run()));
+            probers.insert(key, (pod_tx, task));
+        }
+        // The probers tick on their own; this only follows the istiod pods.
+        tick.tick().await;
+    }
+}
+
+/// A task that ends when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Probes one istiod Deployment every [`INTERVAL`], one probe at a time, on a connection kept
+/// between probes.
+struct Prober {
+    /// `namespace/deployment`
+    key: String,
+    pods: Api<Pod>,
+    /// The running pod to ask.
+    pod: watch::Receiver<String>,
+    url: Option<String>,
+    shared: Shared,
+    started: Instant,
+}
+
+impl Prober {
+    async fn run(self) {
+        let mut tick = tokio::time::interval(INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut conn: Option<PodConnection> = None;
+        let mut sent = Sent::default();
+        loop {
+            tick.tick().await;
+            if self.shared.closed() {
+                return;
+            }
+            let at_secs = self.started.elapsed().as_secs_f64();
+            let pod = self.pod.borrow().clone();
+            let kept = conn.take();
+            let attempt = async {
+                match &self.url {
+                    Some(u) => (probe_url(u, at_secs).await, None),
+                    None => probe_pod(&self.pods, &pod, kept, at_secs, &self.shared).await,
+                }
+            };
+            tokio::pin!(attempt);
+            let mut late = false;
+            let outcome = match timeout(PROBE_TIMEOUT, &mut attempt).await {
+                Ok(outcome) => Some(outcome),
+                Err(_) => {
+                    // Not answering in time is news at once; but a request cut off mid-way
+                    // leaves its connection unusable, and opening another one every probe is
+                    // what a loaded API server and istiod need least: let the answer finish
+                    // (up to a limit) and keep the connection.
+                    let error = format!("no answer within {} s", PROBE_TIMEOUT.as_secs());
+                    late = true;
+                    if !self.send(sent.next(failed(at_secs, error))) {
+                        return;
+                    }
+                    timeout(PROBE_GIVE_UP - PROBE_TIMEOUT, &mut attempt)
+                        .await
+                        .ok()
+                }
+            };
+            let probe = match outcome {
+                Some((Ok(probe), kept)) => {
+                    conn = kept;
+                    probe
+                }
+                Some((Err(e), _)) => failed(at_secs, format!("{e:#}")),
+                // Given up: the connection goes with the request.
+                None => failed(
+                    at_secs,
+                    format!("no answer within {} s", PROBE_GIVE_UP.as_secs()),
+                ),
+            };
+            if late {
+                tracing::debug!(context = self.shared.context(), control_plane = %self.key, answered = probe.error.is_none(), "istiod answered late");
             }
             if let Some(e) = &probe.error {
-                tracing::debug!(context = shared.context(), control_plane = %key, error = %e, "istiod probe");
+                tracing::debug!(context = self.shared.context(), control_plane = %self.key, error = %e, "istiod probe");
             }
-            let sent = shared.send(Update::IstiodProbe {
-                context: shared.context().to_string(),
-                control_plane: key,
-                probe,
-            });
-            if !sent {
+            if !self.send(sent.next(probe)) {
                 return;
             }
         }
     }
+
+    /// Sends what is due of this control plane's probes; false when nobody listens any more.
+    fn send(&self, due: Vec<IstiodProbe>) -> bool {
+        let stats = self.shared.stats();
+        Counters::add(if due.is_empty() {
+            &stats.probes_unchanged
+        } else {
+            &stats.probes_sent
+        });
+        self.shared.send_all(
+            due.into_iter()
+                .map(|probe| Update::IstiodProbe {
+                    context: self.shared.context().to_string(),
+                    control_plane: self.key.clone(),
+                    probe,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// What was last sent of one control plane's probes, so that a probe showing nothing new is not
+/// sent: each one sent costs a derivation and a frame, every few seconds per istiod.
+#[derive(Default)]
+struct Sent {
+    /// The last probe sent.
+    last: Option<IstiodProbe>,
+    /// The last probe sent showed the same as the one before it: rates (pushes per minute) are
+    /// already at rest, and another equal probe would change nothing shown.
+    settled: bool,
+    /// The latest probe not sent (equal to `last` but for its time): sent just before the next
+    /// one that differs, so that rates are taken over one probe period, not the quiet spell.
+    held: Option<IstiodProbe>,
+}
+
+impl Sent {
+    /// The probes to send now for this result, oldest first (none when nothing changed).
+    fn next(&mut self, probe: IstiodProbe) -> Vec<IstiodProbe> {
+        let same = self.last.as_ref().is_some_and(|l| same_but_time(l, &probe));
+        if same && self.settled {
+            self.held = Some(probe);
+            return Vec::new();
+        }
+        self.settled = same;
+        self.last = Some(probe.clone());
+        let mut out: Vec<IstiodProbe> = self.held.take().into_iter().collect();
+        out.push(probe);
+        out
+    }
+}
+
+/// Two probes that tell the same, whenever they were taken.
+fn same_but_time(a: &IstiodProbe, b: &IstiodProbe) -> bool {
+    IstiodProbe {
+        at_secs: b.at_secs,
+        ..a.clone()
+    } == *b
 }
 
 fn failed(at_secs: f64, error: String) -> IstiodProbe {
@@ -341,6 +494,45 @@ mod tests {
             Some("1.28.2")
         );
         assert_eq!(version_from_body("").as_deref(), None);
+    }
+
+    fn probe(at_secs: f64, pushes: f64) -> IstiodProbe {
+        IstiodProbe {
+            at_secs,
+            ready: Some(true),
+            metrics: Some(crate::topology::snapshot::IstiodMetrics {
+                pushes,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn times(probes: &[IstiodProbe]) -> Vec<f64> {
+        probes.iter().map(|p| p.at_secs).collect()
+    }
+
+    #[test]
+    fn a_probe_that_shows_nothing_new_is_not_sent() {
+        let mut sent = Sent::default();
+        assert_eq!(
+            times(&sent.next(probe(0.0, 10.0))),
+            [0.0],
+            "the first is sent"
+        );
+        // The first equal one is sent: it brings the push rate to rest.
+        assert_eq!(times(&sent.next(probe(5.0, 10.0))), [5.0]);
+        assert!(sent.next(probe(10.0, 10.0)).is_empty(), "then nothing new");
+        assert!(sent.next(probe(15.0, 10.0)).is_empty());
+        // A change is sent at once, after the last quiet probe, so that the rate spans one
+        // probe period (15 s -> 20 s), not the whole quiet spell.
+        assert_eq!(times(&sent.next(probe(20.0, 13.0))), [15.0, 20.0]);
+        assert_eq!(times(&sent.next(probe(25.0, 13.0))), [25.0]);
+        assert!(sent.next(probe(30.0, 13.0)).is_empty());
+        // An error is a change too.
+        let mut failed = probe(35.0, 13.0);
+        failed.error = Some("/ready: connection closed".into());
+        assert_eq!(times(&sent.next(failed)), [30.0, 35.0]);
     }
 
     #[test]

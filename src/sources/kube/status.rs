@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::stats::Counters;
 use crate::topology::snapshot::{Connection, Update};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +84,7 @@ pub struct Shared {
     context: Arc<str>,
     tx: UnboundedSender<Vec<Update>>,
     state: Arc<Mutex<State>>,
+    stats: Arc<Counters>,
 }
 
 impl Shared {
@@ -96,6 +98,7 @@ impl Shared {
                 was_live: false,
                 published: None,
             })),
+            stats: super::stats::counters(context),
         }
     }
 
@@ -106,6 +109,16 @@ impl Shared {
     /// Sends one update; false when nobody listens any more (the app is quitting).
     pub fn send(&self, update: Update) -> bool {
         self.tx.send(vec![update]).is_ok()
+    }
+
+    /// Sends updates as one batch: the engine applies them together and derives once.
+    pub fn send_all(&self, updates: Vec<Update>) -> bool {
+        updates.is_empty() || self.tx.send(updates).is_ok()
+    }
+
+    /// What this cluster's source asked of its API server so far.
+    pub fn stats(&self) -> &Counters {
+        &self.stats
     }
 
     pub fn closed(&self) -> bool {

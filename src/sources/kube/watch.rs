@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use kube::runtime::watcher::{self, Event};
 
+use super::stats::Counters;
 use super::status::{KindState, Shared};
 use crate::topology::snapshot::{KubeObject, ObjectKind, Update};
 
@@ -74,6 +75,8 @@ pub async fn run<T, S>(
     let mut stream = Box::pin(make_stream());
     let mut buffer: Vec<KubeObject> = Vec::new();
     let mut attempt: u32 = 0;
+    // Whether this kind has synced once: a LIST after that is a relist.
+    let mut synced_once = false;
     loop {
         let Some(item) = stream.next().await else {
             // The watcher never ends by itself; start it again.
@@ -82,6 +85,12 @@ pub async fn run<T, S>(
         };
         let update = match item {
             Ok(Event::Init) => {
+                // With the ListWatch strategy every `Init` starts a LIST.
+                Counters::add(&shared.stats().lists);
+                if synced_once {
+                    Counters::add(&shared.stats().relists);
+                    tracing::info!(%context, kind = kind.label, "relisting (a LIST after the initial sync)");
+                }
                 buffer.clear();
                 None
             }
@@ -91,6 +100,7 @@ pub async fn run<T, S>(
             }
             Ok(Event::InitDone) => {
                 attempt = 0;
+                synced_once = true;
                 shared.set_kind(kind.label, kind.essential, KindState::Synced);
                 tracing::debug!(%context, kind = kind.label, objects = buffer.len(), "synced");
                 Some(Update::Replace {
