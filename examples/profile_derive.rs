@@ -10,12 +10,9 @@ use meshtop::sources::demo::{DemoSim, Scale};
 use meshtop::topology::derive::{assemble, cluster_facts, Deriver};
 use meshtop::topology::snapshot::{KubeObject, Update};
 
-fn cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::cpu_ns;
 
 fn main() {
     let scale = Scale {

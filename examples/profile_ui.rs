@@ -1,7 +1,7 @@
-//! A fixed amount of UI work on the benchmark's big mesh, for `perf stat` / `perf record`
-//! (instruction counts do not depend on other load on the machine, criterion's times do):
-//! `MODE=keys` types `1` after `svc-0` and deletes it again, ROUNDS times; `MODE=frame` draws
-//! ROUNDS frames at 200×60 with a service selected.
+//! A fixed amount of UI work on the benchmark's big mesh, for `perf record`, printing the UI
+//! thread's own CPU time per round (other load on the machine inflates criterion's wall-clock
+//! times, much less this): `MODE=keys` types `1` after `svc-0` and deletes it again, ROUNDS
+//! times; `MODE=frame` draws ROUNDS frames at 200×60 with a service selected.
 use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -13,13 +13,9 @@ use meshtop::ui;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
-/// CPU time of this thread (other load on the machine does not count).
-fn cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::cpu_ns;
 
 fn main() {
     let scale = Scale {

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use common::live::{
     all_live, cluster, clusters, model_ready, restricted_kubeconfig, secret_values, summary, Live,
 };
-use common::testenv::{get_local, testenv, wait_for, TestEnv};
+use common::testenv::{get_local, signal, testenv, wait_for, Resume, TestEnv};
 
 static ENV_LOCK: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
@@ -327,37 +327,6 @@ async fn scaling_a_deployment_reaches_the_model() -> Result<()> {
     Ok(())
 }
 
-fn apiserver_pid(env: &TestEnv, context: &str) -> Result<i32> {
-    let path = env
-        .state_dir
-        .join("pids")
-        .join(format!("kube-apiserver-{context}.pid"));
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    text.lines()
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .ok_or_else(|| anyhow!("no pid in {}", path.display()))
-}
-
-fn signal(pid: i32, sig: &str) -> Result<()> {
-    let st = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()?;
-    if !st.success() {
-        bail!("kill {sig} {pid} failed");
-    }
-    Ok(())
-}
-
-/// Resumes a stopped API server even when the test fails half-way.
-struct Resume(i32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = signal(self.0, "-CONT");
-    }
-}
-
 /// A blackholed API server (SIGSTOP: connections hang, nothing is refused) turns its own
 /// cluster stale within 10 s while the others stay live, and a fresh start is not held up by
 /// it; after SIGCONT the cluster is live again by itself.
@@ -379,7 +348,7 @@ async fn a_blackholed_api_server_turns_only_its_cluster_stale() -> Result<()> {
     let mut live = Live::start(&env.kubeconfig).await?;
     live.wait_all_live(&env.contexts).await?;
 
-    let pid = apiserver_pid(env, &victim)?;
+    let pid = env.pid_of(&format!("kube-apiserver-{victim}"))?;
     signal(pid, "-STOP")?;
     let resume = Resume(pid);
     let stopped = Instant::now();
@@ -774,7 +743,7 @@ async fn restart_apiserver(env: &TestEnv, context: &str) -> Result<()> {
         .state_dir
         .join("pids")
         .join(format!("kube-apiserver-{context}.pid"));
-    let pid = apiserver_pid(env, context)?;
+    let pid = env.pid_of(&format!("kube-apiserver-{context}"))?;
     let exe = std::fs::read_to_string(&pid_path)?
         .lines()
         .nth(1)

@@ -10,14 +10,13 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::Value;
 
 use common::live::{cluster, Live};
-use common::testenv::{testenv, TestEnv};
+use common::testenv::{signal, testenv, Resume, TestEnv};
 use meshtop::sources::kube::{probe, stats};
 
 /// One test at a time: a stalled istiod must not show in the idle test's window.
@@ -142,37 +141,6 @@ async fn probes_of_an_idle_istiod_that_show_nothing_new_are_not_passed_on() -> R
     Ok(())
 }
 
-fn istiod_pid(env: &TestEnv, context: &str) -> Result<i32> {
-    let path = env
-        .state_dir
-        .join("pids")
-        .join(format!("istiod-{context}.pid"));
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    text.lines()
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .ok_or_else(|| anyhow!("no pid in {}", path.display()))
-}
-
-fn signal(pid: i32, sig: &str) -> Result<()> {
-    let st = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()?;
-    if !st.success() {
-        bail!("kill {sig} {pid} failed");
-    }
-    Ok(())
-}
-
-/// Resumes a stopped istiod even when the test fails half-way.
-struct Resume(i32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = signal(self.0, "-CONT");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_istiod_answers_late_on_the_same_port_forward() -> Result<()> {
     let env = testenv();
@@ -181,7 +149,7 @@ async fn a_stalled_istiod_answers_late_on_the_same_port_forward() -> Result<()> 
     let primary = env.primaries().into_iter().next().context("a primary")?;
     let context = format!("stall-{primary}");
     let before = stats::snapshot(&context);
-    let pid = istiod_pid(env, &primary)?;
+    let pid = env.pid_of(&format!("istiod-{primary}"))?;
     signal(pid, "-STOP")?;
     let resume = Resume(pid);
     // Stalled past the probe timeout: the control plane shows as not answering.

@@ -771,6 +771,39 @@ impl OwnEnv {
 
 /// Lowercase hex SHA-256 over the DER of the first certificate in `pem` (by `openssl x509
 /// -fingerprint -sha256`, colons removed).
+impl TestEnv {
+    /// The pid testenv recorded for one of its processes (`kube-apiserver-<context>`,
+    /// `istiod-<context>`, ...).
+    pub fn pid_of(&self, process: &str) -> Result<i32> {
+        let path = self.state_dir.join("pids").join(format!("{process}.pid"));
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| anyhow!("no pid in {}", path.display()))
+    }
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`, `-TERM`) to a process.
+pub fn signal(pid: i32, sig: &str) -> Result<()> {
+    let st = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()?;
+    if !st.success() {
+        bail!("kill {sig} {pid} failed");
+    }
+    Ok(())
+}
+
+/// Resumes a stopped process even when the test fails half-way.
+pub struct Resume(pub i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = signal(self.0, "-CONT");
+    }
+}
+
 pub fn pem_sha256(pem: &str) -> Result<String> {
     use std::io::Write;
     let mut child = Command::new("openssl")
