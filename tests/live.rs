@@ -69,25 +69,8 @@ async fn mesh_id(env: &TestEnv) -> Result<String> {
         .to_string())
 }
 
-/// The environment's kubeconfig with every context renamed `<prefix><name>`: context names
-/// that differ from Istio's cluster ids, as in most real kubeconfigs.
-fn renamed_kubeconfig(env: &TestEnv, prefix: &str) -> Result<PathBuf> {
-    let mut kc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&env.kubeconfig)?)?;
-    for c in kc["contexts"].as_sequence_mut().into_iter().flatten() {
-        let name = format!("{prefix}{}", c["name"].as_str().unwrap_or(""));
-        c["name"] = name.into();
-    }
-    if let Some(cur) = kc["current-context"].as_str() {
-        kc["current-context"] = format!("{prefix}{cur}").into();
-    }
-    let path = std::env::temp_dir().join(format!("meshtop-renamed-{}.yaml", std::process::id()));
-    std::fs::write(&path, serde_yaml::to_string(&kc)?)?;
-    Ok(path)
-}
-
 /// The derived topology equals what the environment says it is. The model names each cluster
-/// `<prefix><context>` (see [`renamed_kubeconfig`]).
+/// `<prefix><context>` (see [`TestEnv::renamed_kubeconfig`]).
 async fn check_topology(env: &TestEnv, model: &Value, prefix: &str) -> Result<()> {
     let named = |c: &str| format!("{prefix}{c}");
     let mesh = mesh_id(env).await?;
@@ -217,7 +200,7 @@ async fn check_topology(env: &TestEnv, model: &Value, prefix: &str) -> Result<()
 async fn live_model_equals_the_default_environment() -> Result<()> {
     let env = testenv();
     let _g = shared().await;
-    let kubeconfig = renamed_kubeconfig(env, "ctx-")?;
+    let kubeconfig = env.renamed_kubeconfig("ctx-")?;
     let renamed: Vec<String> = env.contexts.iter().map(|c| format!("ctx-{c}")).collect();
     let mut live = Live::start(&kubeconfig).await?;
     let t0 = Instant::now();

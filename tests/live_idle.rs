@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -21,21 +20,6 @@ use meshtop::sources::kube::{probe, stats};
 
 /// One test at a time: a stalled istiod must not show in the idle test's window.
 static ENV_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn renamed_kubeconfig(env: &TestEnv, prefix: &str) -> Result<PathBuf> {
-    let mut kc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&env.kubeconfig)?)?;
-    for c in kc["contexts"].as_sequence_mut().into_iter().flatten() {
-        let name = format!("{prefix}{}", c["name"].as_str().unwrap_or(""));
-        c["name"] = name.into();
-    }
-    if let Some(cur) = kc["current-context"].as_str() {
-        kc["current-context"] = format!("{prefix}{cur}").into();
-    }
-    let path = std::env::temp_dir().join(format!("meshtop-{prefix}{}.yaml", std::process::id()));
-    std::fs::write(&path, serde_yaml::to_string(&kc)?)?;
-    Ok(path)
-}
 
 /// The control planes of one cluster in the model.
 fn control_planes<'a>(model: &'a Value, context: &str) -> Vec<&'a Value> {
@@ -58,7 +42,7 @@ fn all_answered(model: &Value, contexts: &[String]) -> bool {
 /// Starts meshtop's live source on the environment with contexts renamed `<prefix><context>`
 /// and waits until every cluster is live and every istiod has answered.
 async fn start(env: &TestEnv, prefix: &str) -> Result<(Live, Vec<String>)> {
-    let kubeconfig = renamed_kubeconfig(env, prefix)?;
+    let kubeconfig = env.renamed_kubeconfig(prefix)?;
     let contexts: Vec<String> = env
         .contexts
         .iter()

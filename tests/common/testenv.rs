@@ -772,6 +772,25 @@ impl OwnEnv {
 /// Lowercase hex SHA-256 over the DER of the first certificate in `pem` (by `openssl x509
 /// -fingerprint -sha256`, colons removed).
 impl TestEnv {
+    /// The environment's kubeconfig with every context renamed `<prefix><name>`: context
+    /// names that differ from Istio's cluster ids, as in most real kubeconfigs. Written to a
+    /// temporary file of this process.
+    pub fn renamed_kubeconfig(&self, prefix: &str) -> Result<PathBuf> {
+        let mut kc: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&self.kubeconfig)?)?;
+        for c in kc["contexts"].as_sequence_mut().into_iter().flatten() {
+            let name = format!("{prefix}{}", c["name"].as_str().unwrap_or(""));
+            c["name"] = name.into();
+        }
+        if let Some(cur) = kc["current-context"].as_str() {
+            kc["current-context"] = format!("{prefix}{cur}").into();
+        }
+        let path =
+            std::env::temp_dir().join(format!("meshtop-{prefix}{}.yaml", std::process::id()));
+        std::fs::write(&path, serde_yaml::to_string(&kc)?)?;
+        Ok(path)
+    }
+
     /// The pid testenv recorded for one of its processes (`kube-apiserver-<context>`,
     /// `istiod-<context>`, ...).
     pub fn pid_of(&self, process: &str) -> Result<i32> {
