@@ -393,16 +393,15 @@ fn access(kubeconfig: &Path, plan: &meshtop::failover::plan::Plan) -> Vec<Check>
             meshtop::sources::kube::resolve(Some(kubeconfig), &[], &Default::default())
                 .await
                 .expect("kubeconfig");
-        let writers = targets
-            .into_iter()
-            .filter_map(|t| {
-                Some(Target {
-                    client: kube::Client::try_from(t.config.ok()?).ok()?,
-                    context: t.context,
-                    user: t.user,
-                })
-            })
-            .collect();
+        // The writer's clients are built by the clusters' own tasks: run them, wait for live.
+        let writers: Vec<Target> = targets.iter().map(|t| t.writer_target()).collect();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let slots: Vec<_> = targets.iter().map(|t| t.client.clone()).collect();
+        let _sources = meshtop::sources::kube::start(targets, tx);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while slots.iter().any(|s| s.get().is_err()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         KubeWriter::new(writers, false).access(plan).await
     })
 }

@@ -73,7 +73,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async_main(cli, settings))
+    let result = rt.block_on(async_main(cli, settings));
+    // Every source task is dropped here (a running credential plugin is killed with its
+    // process group); a file read stuck on the blocking pool is not waited for.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    result
 }
 
 /// Every cluster synced and every control plane probed once: what --once waits for.
@@ -119,19 +123,9 @@ async fn async_main(cli: Cli, settings: config::Settings) -> Result<ExitCode> {
         }
     }
     let label = format!("live · {} clusters", targets.len());
-    // The writer gets its own client per context (same configuration as the watches).
-    let write_targets = targets
-        .iter()
-        .filter_map(|t| {
-            let config = t.config.clone().ok()?;
-            let client = kube::Client::try_from(config).ok()?;
-            Some(meshtop::failover::kube::Target {
-                context: t.context.clone(),
-                client,
-                user: t.user.clone(),
-            })
-        })
-        .collect();
+    // The writer uses each cluster's own client, once its task has built it: nothing here
+    // builds a client or runs a credential plugin (either may take seconds, or hang).
+    let write_targets = targets.iter().map(|t| t.writer_target()).collect();
     let writer = KubeWriter::new(write_targets, settings.read_only);
     let task = async move {
         let mut set = sources::kube::start(targets, updates_tx);

@@ -377,7 +377,7 @@ async fn kube_writer(env: &TestEnv) -> Result<KubeWriter> {
     for ctx in &env.contexts {
         targets.push(Target {
             context: ctx.clone(),
-            client: env.client(ctx).await?,
+            client: env.client(ctx).await?.into(),
             user: "admin".into(),
         });
     }

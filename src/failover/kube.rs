@@ -42,7 +42,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// One cluster the writer may write to.
 pub struct Target {
     pub context: String,
-    pub client: Client,
+    /// Filled by the cluster's own task once its credentials are in hand.
+    pub client: crate::sources::kube::connect::ClientSlot,
     /// The kubeconfig user of the context (shown as the lock's holder).
     pub user: String,
 }
@@ -164,8 +165,15 @@ impl KubeWriter {
             .ok_or_else(|| format!("no client for context {context}"))
     }
 
+    fn client(&self, context: &str) -> Result<Client, String> {
+        self.target(context)?
+            .client
+            .get()
+            .map_err(|e| format!("{context}: {e}"))
+    }
+
     fn api(&self, change: &Change) -> Result<Api<DynamicObject>, String> {
-        let client = self.target(&change.cluster)?.client.clone();
+        let client = self.client(&change.cluster)?;
         let ar = resource(&change.kind)?;
         Ok(match &change.namespace {
             Some(ns) => Api::namespaced_with(client, ns, &ar),
@@ -174,10 +182,7 @@ impl KubeWriter {
     }
 
     fn leases(&self, context: &str) -> Result<Api<Lease>, String> {
-        Ok(Api::namespaced(
-            self.target(context)?.client.clone(),
-            SYSTEM_NAMESPACE,
-        ))
+        Ok(Api::namespaced(self.client(context)?, SYSTEM_NAMESPACE))
     }
 
     /// Asks the API server whether the user may `verb` the object.
@@ -189,7 +194,7 @@ impl KubeWriter {
         namespace: Option<&str>,
         name: Option<&str>,
     ) -> Result<bool, String> {
-        let api: Api<SelfSubjectAccessReview> = Api::all(self.target(context)?.client.clone());
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.client(context)?);
         let review = SelfSubjectAccessReview {
             spec: SelfSubjectAccessReviewSpec {
                 resource_attributes: Some(ResourceAttributes {
@@ -512,8 +517,7 @@ impl Writer for KubeWriter {
 
     async fn rolled_out(&self, change: &Change) -> Result<bool, String> {
         let ns = change.namespace.as_deref().unwrap_or("default");
-        let api: Api<Deployment> =
-            Api::namespaced(self.target(&change.cluster)?.client.clone(), ns);
+        let api: Api<Deployment> = Api::namespaced(self.client(&change.cluster)?, ns);
         let d = bounded(api.get(&change.name)).await?;
         let wanted = d.spec.replicas.unwrap_or(1);
         let generation = d.metadata.generation.unwrap_or(0);

@@ -3,6 +3,8 @@
 //! "gone", and istiod probes over port-forward. Everything leaves as `Update`s; nothing here
 //! draws a conclusion, and no cluster waits for another.
 
+pub mod connect;
+pub mod credentials;
 pub mod kubeconfig;
 pub mod probe;
 pub mod stats;
@@ -11,6 +13,7 @@ mod trim;
 mod watch;
 
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -18,16 +21,21 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PartialObjectMeta};
+use kube::config::ExecConfig;
 use kube::core::TypeMeta;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::{timeout, Instant};
 
+use credentials::{Bearer, Credential};
 pub use kubeconfig::{resolve, Target};
+use stats::Counters;
 use status::{Api as ApiState, Shared};
 use watch::Kind;
 
@@ -43,6 +51,10 @@ pub const HEARTBEAT: Duration = Duration::from_secs(3);
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The system namespace: where Istio's ConfigMaps and remote secrets live.
 const SYSTEM_NAMESPACE: &str = "istio-system";
+/// The note topic of a credential plugin's progress and failures.
+pub const CREDENTIALS: &str = "credentials";
+/// A token refresh is shown on the cluster only when it runs longer than this.
+const REFRESH_QUIET: Duration = Duration::from_secs(10);
 /// Objects per page of an initial LIST: bounds the memory of one response.
 const PAGE_SIZE: u32 = 250;
 
@@ -66,7 +78,9 @@ pub fn start(targets: Vec<Target>, tx: UnboundedSender<Vec<Update>>) -> JoinSet<
     set
 }
 
-/// Everything one cluster does, until nobody listens any more.
+/// Everything one cluster does, until nobody listens any more. Nothing here blocks a runtime
+/// thread: files are read and the client built on the blocking pool, a credential plugin runs
+/// as an async child process, so a slow or hung one costs this cluster and nothing else.
 pub async fn run_cluster(target: Target, tx: UnboundedSender<Vec<Update>>, started: Instant) {
     let shared = Shared::new(&target.context, tx);
     if target.display_name.is_some() || target.cluster_id.is_some() {
@@ -76,22 +90,56 @@ pub async fn run_cluster(target: Target, tx: UnboundedSender<Vec<Update>>, start
             cluster_id: target.cluster_id.clone(),
         });
     }
-    let client = match target
-        .config
-        .and_then(|c| Client::try_from(c).map_err(|e| e.to_string()))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(context = %target.context, error = %e, "cannot build a client");
+    for (topic, note) in &target.notes {
+        shared.note(topic, Some(note.clone()));
+    }
+    let kubeconfig = match target.kubeconfig {
+        Ok(k) => k,
+        Err(state) => {
+            tracing::warn!(context = %target.context, reason = ?state.reason(), "cannot use this context");
             shared.send(Update::Connection {
                 context: target.context.clone(),
-                connection: Connection::Down(e),
+                connection: state,
             });
             return;
         }
     };
+    let prepared = match connect::prepare(&target.context, kubeconfig).await {
+        Ok(p) => p,
+        Err(e) => return give_up(&shared, e),
+    };
+    let bearer = Bearer::default();
+    let credential = match &prepared.plugin {
+        Some(exec) => match obtain(exec, &shared).await {
+            Some(c) => Some(c),
+            None => return,
+        },
+        None => None,
+    };
+    let client = match connect::build(prepared.config, credential.as_ref(), &bearer).await {
+        Ok(c) => c,
+        Err(e) => return give_up(&shared, e),
+    };
+    target.client.set(client.clone());
+    let kick = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
-    tasks.spawn(heartbeat(client.clone(), shared.clone()));
+    if let (Some(exec), Some(c)) = (prepared.plugin, credential) {
+        if c.token.is_some() {
+            tasks.spawn(refresh_tokens(
+                exec,
+                c.expires,
+                bearer,
+                shared.clone(),
+                kick.clone(),
+            ));
+        }
+    }
+    tasks.spawn(heartbeat(
+        client.clone(),
+        shared.clone(),
+        prepared.certificate_expires,
+        kick,
+    ));
 
     let all = |label, kind, essential| Kind {
         label,
@@ -284,7 +332,14 @@ fn spawn_watch<K, W>(
 
 /// Asks the API server something tiny every few seconds, so a silent watch can be told from a
 /// dead server: a blackholed server turns the cluster stale within one period plus the timeout.
-async fn heartbeat(client: Client, shared: Shared) {
+/// A 401 asks for new credentials (`kick`) and, when the kubeconfig's client certificate has
+/// expired, says when.
+async fn heartbeat(
+    client: Client,
+    shared: Shared,
+    certificate_expires: Option<Timestamp>,
+    kick: Arc<Notify>,
+) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -295,12 +350,19 @@ async fn heartbeat(client: Client, shared: Shared) {
         let state = match timeout(HEARTBEAT_TIMEOUT, client.apiserver_version()).await {
             Ok(Ok(_)) => ApiState::Answering,
             Ok(Err(kube::Error::Api(s))) if s.code == 401 => {
-                ApiState::Unauthorized(format!("unauthorized (401): {}", s.message))
+                kick.notify_one();
+                ApiState::Unauthorized(match certificate_expires {
+                    Some(t) if t <= Timestamp::now() => format!(
+                        "the client certificate expired at {}: the API server refuses it (401)",
+                        t.strftime("%Y-%m-%d %H:%M:%S UTC")
+                    ),
+                    _ => format!("unauthorized (401): {}", s.message),
+                })
             }
             // An exec plugin's failure text carries its command line, environment and output,
             // which may hold credentials: only the fact reaches the screen and the log.
             Ok(Err(kube::Error::Auth(_))) => ApiState::Unauthorized(
-                "credentials could not be obtained (exec plugin, token or certificate): \
+                "credentials could not be obtained (token or certificate): \
                  try kubectl with this context"
                     .into(),
             ),
@@ -320,6 +382,141 @@ async fn heartbeat(client: Client, shared: Shared) {
             })
         {
             return;
+        }
+    }
+}
+
+/// The cluster cannot be reached with this kubeconfig: said once, on the cluster.
+fn give_up(shared: &Shared, reason: String) {
+    tracing::warn!(context = %shared.context(), error = %reason, "cannot build a client");
+    shared.send(Update::Connection {
+        context: shared.context().to_string(),
+        connection: Connection::Down(reason),
+    });
+}
+
+/// How long to wait before running a failed credential plugin again.
+fn plugin_backoff(attempt: u32) -> Duration {
+    Duration::from_secs((5u64 << attempt.min(6)).min(300))
+}
+
+/// Runs the plugin until it gives a credential: while it runs the cluster says for how long;
+/// when it fails or overruns its limit the cluster is `auth error` with the reason, and it is
+/// tried again later. `None` when nobody listens any more.
+async fn obtain(exec: &ExecConfig, shared: &Shared) -> Option<Credential> {
+    let cmd = credentials::command_name(exec);
+    let mut attempt = 0;
+    loop {
+        let since = crate::logging::since_start().as_millis() as u64;
+        tracing::info!(context = %shared.context(), plugin = %cmd, since_start_ms = since, "running the credential plugin");
+        let mut reported = false;
+        let result = credentials::run(exec, credentials::PLUGIN_LIMIT, |elapsed| {
+            reported = true;
+            shared.note(
+                CREDENTIALS,
+                Some(format!(
+                    "credential plugin `{cmd}` running for {} s",
+                    elapsed.as_secs()
+                )),
+            );
+        })
+        .await;
+        if reported {
+            shared.note(CREDENTIALS, None);
+        }
+        match result {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                let delay = plugin_backoff(attempt);
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(context = %shared.context(), error = %e, "credential plugin");
+                shared.set_api(ApiState::Unauthorized(format!(
+                    "{e}; trying again in {} s",
+                    delay.as_secs()
+                )));
+                if shared.closed() {
+                    return None;
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Asks the plugin for a new token ahead of the old one's expiry (or when the API server
+/// answers 401), while requests keep the old token: a slow refresh pauses nothing.
+async fn refresh_tokens(
+    exec: ExecConfig,
+    mut expires: Option<Timestamp>,
+    bearer: Bearer,
+    shared: Shared,
+    kick: Arc<Notify>,
+) {
+    let cmd = credentials::command_name(&exec);
+    let mut obtained = Timestamp::now();
+    let mut attempt = 0;
+    loop {
+        let wait = expires
+            .map(|e| {
+                let at = credentials::refresh_at(obtained, e);
+                at.duration_since(Timestamp::now())
+                    .try_into()
+                    .unwrap_or(Duration::ZERO)
+            })
+            .unwrap_or(Duration::MAX);
+        tokio::select! {
+            _ = tokio::time::sleep(wait.min(Duration::from_secs(86_400 * 365))) => {}
+            _ = kick.notified() => {}
+        }
+        if shared.closed() {
+            return;
+        }
+        tracing::info!(context = %shared.context(), plugin = %cmd, "refreshing the token");
+        let mut reported = false;
+        let result = credentials::run(&exec, credentials::PLUGIN_LIMIT, |elapsed| {
+            // A refresh runs while the old token works: said only when it takes long.
+            if elapsed >= REFRESH_QUIET {
+                reported = true;
+                shared.note(
+                    CREDENTIALS,
+                    Some(format!(
+                        "credential plugin `{cmd}` running for {} s (token refresh)",
+                        elapsed.as_secs()
+                    )),
+                );
+            }
+        })
+        .await;
+        if reported {
+            shared.note(CREDENTIALS, None);
+        }
+        match result {
+            Ok(c) => {
+                attempt = 0;
+                if let Some(t) = &c.token {
+                    bearer.set(t);
+                }
+                obtained = Timestamp::now();
+                expires = c.expires;
+                Counters::add(&shared.stats().token_refreshes);
+                tracing::info!(context = %shared.context(), "token refreshed");
+            }
+            Err(e) => {
+                let delay = plugin_backoff(attempt);
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(context = %shared.context(), error = %e, "token refresh failed");
+                shared.note(
+                    CREDENTIALS,
+                    Some(format!(
+                        "token refresh failed: {e}; trying again in {} s",
+                        delay.as_secs()
+                    )),
+                );
+                tokio::time::sleep(delay).await;
+                // Ask again at once after the pause.
+                expires = Some(Timestamp::now());
+                obtained = Timestamp::now();
+            }
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Counters {
     pub probes_sent: AtomicU64,
     /// istiod probe results not sent because they showed nothing new.
     pub probes_unchanged: AtomicU64,
+    /// Tokens a credential plugin gave after the first one.
+    pub token_refreshes: AtomicU64,
 }
 
 /// A copy of one context's counters at one moment.
@@ -31,6 +33,7 @@ pub struct Snapshot {
     pub port_forwards: u64,
     pub probes_sent: u64,
     pub probes_unchanged: u64,
+    pub token_refreshes: u64,
 }
 
 impl Counters {
@@ -46,6 +49,7 @@ impl Counters {
             port_forwards: get(&self.port_forwards),
             probes_sent: get(&self.probes_sent),
             probes_unchanged: get(&self.probes_unchanged),
+            token_refreshes: get(&self.token_refreshes),
         }
     }
 }

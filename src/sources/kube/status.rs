@@ -116,6 +116,16 @@ impl Shared {
         updates.is_empty() || self.tx.send(updates).is_ok()
     }
 
+    /// Sets (or, with `None`, clears) a note on the cluster: what could not be read, or what
+    /// is still under way (a credential plugin).
+    pub fn note(&self, topic: &str, note: Option<String>) -> bool {
+        self.send(Update::Note {
+            context: self.context.to_string(),
+            topic: topic.to_string(),
+            note,
+        })
+    }
+
     /// What this cluster's source asked of its API server so far.
     pub fn stats(&self) -> &Counters {
         &self.stats

@@ -16,7 +16,7 @@ mod join;
 mod mesh_config;
 mod namespaces;
 mod objects;
-mod roots;
+pub(crate) mod roots;
 mod wiring;
 
 use std::collections::HashMap;

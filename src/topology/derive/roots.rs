@@ -33,7 +33,7 @@ pub(super) fn parse_bundle(pem: &str) -> Result<Vec<RootCert>, String> {
     })
 }
 
-fn parse_uncached(pem: &str) -> Result<Vec<RootCert>, String> {
+pub(crate) fn parse_uncached(pem: &str) -> Result<Vec<RootCert>, String> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
     let mut roots = Vec::new();
