@@ -14,85 +14,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
 use common::testenv::{testenv, TestEnv};
+use common::tmux::Tmux;
 
 /// Both tests stop or change the environment: one at a time.
 static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(name: &str, command: &str, env: &[(&str, &str)]) -> Tmux {
-        let socket = format!("meshtop-live-{}-{name}", std::process::id());
-        let mut cmd = Command::new("tmux");
-        cmd.args([
-            "-L",
-            &socket,
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "s",
-        ])
-        .args(["-x", "160", "-y", "45"])
-        .arg(command)
-        .env("TERM", "xterm-256color");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let status = cmd
-            .status()
-            .expect("tmux is installed (.ci/run installs it)");
-        assert!(status.success(), "tmux new-session failed");
-        Tmux { socket }
-    }
-
-    fn capture(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "s"])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn key(&self, key: &str) {
-        let status = Command::new("tmux")
-            .args(["-L", &self.socket, "send-keys", "-t", "s", key])
-            .status()
-            .expect("tmux send-keys");
-        assert!(status.success());
-    }
-
-    /// Waits until the screen satisfies `pred`; returns the screen and how long it took.
-    fn wait(
-        &self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&str) -> bool,
-    ) -> (String, Duration) {
-        let t0 = Instant::now();
-        loop {
-            let screen = self.capture();
-            if pred(&screen) {
-                return (screen, t0.elapsed());
-            }
-            if t0.elapsed() > timeout {
-                panic!("timed out after {timeout:?} waiting for {what}; screen:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .status();
-    }
-}
 
 fn apiserver_pid(env: &TestEnv, context: &str) -> Result<String> {
     let path = env

@@ -42,13 +42,18 @@ impl Live {
         if !problems.is_empty() {
             bail!("kubeconfig problems: {problems:?}");
         }
+        Ok(Live::from_targets(targets))
+    }
+
+    /// The live source and engine on targets already resolved.
+    pub fn from_targets(targets: Vec<meshtop::sources::kube::Target>) -> Live {
         let (tx, rx) = mpsc::unbounded_channel();
         let (topology_tx, topology) = watch::channel(Arc::new(Topology::default()));
         let (derived_tx, mut derived_rx) = mpsc::unbounded_channel();
         let mut tasks = meshtop::sources::kube::start(targets, tx);
         tasks.spawn(meshtop::engine::run(rx, topology_tx, derived_tx));
         tasks.spawn(async move { while derived_rx.recv().await.is_some() {} });
-        Ok(Live { topology, tasks })
+        Live { topology, tasks }
     }
 
     /// The latest model in its JSON form (the documented schema of `--once -o json`).

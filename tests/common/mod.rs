@@ -3,3 +3,4 @@
 
 pub mod live;
 pub mod testenv;
+pub mod tmux;

@@ -298,6 +298,106 @@ mod tests {
         );
     }
 
+    fn plugin(script: &str) -> ExecConfig {
+        ExecConfig {
+            api_version: Some("client.authentication.k8s.io/v1".into()),
+            command: Some("/bin/sh".into()),
+            args: Some(vec!["-c".into(), script.into()]),
+            env: None,
+            drop_env: None,
+            install_hint: None,
+            interactive_mode: None,
+            provide_cluster_info: false,
+            cluster: None,
+            other: Default::default(),
+        }
+    }
+
+    /// Live processes (not zombies) whose command line holds `marker`.
+    fn running(marker: &str) -> usize {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains(marker))
+                    .unwrap_or(false)
+            })
+            .count()
+    }
+
+    async fn until_gone(marker: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            if running(marker) == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_plugin_answers_with_its_stderr_discarded_and_sees_exec_info() {
+        let exec = plugin(
+            r#"echo "stderr text" >&2; case "$KUBERNETES_EXEC_INFO" in *'"interactive":false'*) ;; *) exit 3;; esac
+               printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"abc"}}'"#,
+        );
+        let c = run(&exec, Duration::from_secs(5), |_| {}).await.unwrap();
+        assert_eq!(c.token.as_deref(), Some("abc"));
+        let failing = plugin("echo 'secret-ish text' >&2; exit 7");
+        let e = run(&failing, Duration::from_secs(5), |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(e, PluginError::Failed("sh".into(), Some(7)));
+        assert!(!e.to_string().contains("secret-ish"));
+    }
+
+    #[tokio::test]
+    async fn a_hung_plugin_is_stopped_at_its_limit_with_everything_it_started() {
+        let marker = "987650";
+        let exec = plugin(&format!("sleep {marker} & sleep {marker}; wait"));
+        let mut progress = Vec::new();
+        let e = run(&exec, Duration::from_millis(2500), |d| {
+            progress.push(d.as_secs())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(
+            e,
+            PluginError::TimedOut("sh".into(), Duration::from_millis(2500))
+        );
+        assert_eq!(progress, [1, 2], "progress every second");
+        assert!(
+            until_gone(marker).await,
+            "the plugin's processes are left running"
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_the_wait_kills_the_plugin() {
+        let marker = "987651";
+        let exec = plugin(&format!("sleep {marker} & sleep {marker}; wait"));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut tx = Some(tx);
+        let task = tokio::spawn(async move {
+            run(&exec, Duration::from_secs(600), |_| {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            })
+            .await
+        });
+        rx.await.unwrap();
+        assert_eq!(running(marker), 3, "the shell and its two sleeps");
+        task.abort();
+        assert!(
+            until_gone(marker).await,
+            "the plugin's processes are left running"
+        );
+    }
+
     #[test]
     fn a_credential_debug_print_shows_no_value() {
         let c = Credential {

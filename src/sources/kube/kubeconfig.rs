@@ -249,11 +249,31 @@ pub async fn resolve(
     wanted: &[String],
     clusters: &BTreeMap<String, ClusterSettings>,
 ) -> Result<(Vec<Target>, Vec<String>), UsageError> {
-    let paths = files(explicit);
-    let (files, mut problems) = load(&paths, explicit.is_some());
+    match explicit {
+        Some(_) => resolve_in(&files(explicit), true, wanted, clusters),
+        None => resolve_files(&files(None), wanted, clusters),
+    }
+}
+
+/// [`resolve`] on a list of files read as `KUBECONFIG`'s are (a missing one is skipped).
+pub fn resolve_files(
+    paths: &[PathBuf],
+    wanted: &[String],
+    clusters: &BTreeMap<String, ClusterSettings>,
+) -> Result<(Vec<Target>, Vec<String>), UsageError> {
+    resolve_in(paths, false, wanted, clusters)
+}
+
+fn resolve_in(
+    paths: &[PathBuf],
+    explicit: bool,
+    wanted: &[String],
+    clusters: &BTreeMap<String, ClusterSettings>,
+) -> Result<(Vec<Target>, Vec<String>), UsageError> {
+    let (files, mut problems) = load(paths, explicit);
     let found = contexts(&files);
     if found.is_empty() {
-        let mut msg = match paths.as_slice() {
+        let mut msg = match paths {
             [] => "no kubeconfig: set KUBECONFIG or pass --kubeconfig (or try --demo)".to_string(),
             _ => format!(
                 "no contexts in {} (or try --demo)",
