@@ -7,6 +7,8 @@
 //! - time from process start to every cluster live, and to the first frame (from meshtop's own
 //!   log, which stamps both against the process start);
 //! - the first frame with one API server blackholed (SIGSTOP);
+//! - the first frame and the other clusters with one context behind a credential plugin that
+//!   takes 5 s (a second kubeconfig file, as in `tests/kubeconfig_live.rs`);
 //! - resident memory after sync, CPU seconds over an idle window, and the API requests the API
 //!   servers counted meanwhile (their own `apiserver_request_total`), against a window without
 //!   meshtop, so LISTs after the initial sync can be told apart from other clients';
@@ -63,6 +65,11 @@ struct Tui {
 
 impl Tui {
     fn start(bin: &Path, env: &TestEnv, name: &str) -> Result<Tui> {
+        Tui::start_on(bin, &env.kubeconfig.display().to_string(), name)
+    }
+
+    /// On the files of a `KUBECONFIG` value.
+    fn start_on(bin: &Path, kubeconfig: &str, name: &str) -> Result<Tui> {
         let socket = format!("meshtop-bench-{}-{name}", std::process::id());
         let log = std::env::temp_dir().join(format!("{socket}.log"));
         let _ = std::fs::remove_file(&log);
@@ -83,7 +90,7 @@ impl Tui {
                 bin.display(),
                 log.display()
             ))
-            .env("KUBECONFIG", &env.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("TERM", "xterm-256color")
             .status()?;
         if !st.success() {
@@ -286,6 +293,32 @@ async fn main() -> Result<()> {
     println!(
         "with {victim}'s API server blackholed: first frame {frame} ms, the other clusters live {live} ms"
     );
+
+    // With one context behind a credential plugin that answers after 5 s.
+    let scratch = common::plugin::Scratch::new("bench")?;
+    let plugin = common::plugin::Plugin {
+        delay: 5,
+        slow_from: 1,
+        life: 0,
+    };
+    let (main_file, plugin_file, _, slow) =
+        common::plugin::with_plugin(env, &scratch, plugin).await?;
+    {
+        let kubeconfig = common::plugin::kubeconfig_var(&[&main_file, &plugin_file]);
+        let tui = Tui::start_on(&bin, &kubeconfig, "plugin")?;
+        let frame = tui.first_frame_ms(Duration::from_secs(5))?;
+        let others: Vec<String> = env
+            .contexts
+            .iter()
+            .filter(|c| **c != slow)
+            .cloned()
+            .collect();
+        let live = tui.all_live_ms(&others, Duration::from_secs(20))?;
+        let own = tui.all_live_ms(std::slice::from_ref(&slow), Duration::from_secs(20))?;
+        println!(
+            "with {slow} behind a 5 s credential plugin: first frame {frame} ms, the other clusters live {live} ms, {slow} live {own} ms"
+        );
+    }
 
     // Idle: memory, CPU, API requests; first a window without meshtop.
     let window = idle.min(Duration::from_secs(30));

@@ -11,13 +11,14 @@ use tracing::level_filters::LevelFilter;
 
 use meshtop::app::state::App;
 use meshtop::cli::{Cli, Command, Output};
+use meshtop::engine::LogEntry;
 use meshtop::failover::audit::AuditLog;
 use meshtop::failover::kube::KubeWriter;
 use meshtop::failover::writer::Writer;
 use meshtop::runtime::{self, Sources};
 use meshtop::sources::demo;
 use meshtop::sources::kube::kubeconfig::UsageError;
-use meshtop::topology::model::Topology;
+use meshtop::topology::model::{Severity, Topology};
 use meshtop::topology::snapshot::Connection;
 use meshtop::{commands, config, logging, output, sources};
 
@@ -107,7 +108,7 @@ async fn async_main(cli: Cli, settings: config::Settings) -> Result<ExitCode> {
         };
         let label = format!("demo · seed {}", cli.seed);
         let read_only = settings.read_only;
-        return serve(cli, settings, sources, label, audit, read_only).await;
+        return serve(cli, settings, sources, label, audit, read_only, Vec::new()).await;
     }
     let wanted = if cli.contexts.is_empty() {
         settings.file.contexts.clone()
@@ -137,7 +138,7 @@ async fn async_main(cli: Cli, settings: config::Settings) -> Result<ExitCode> {
         writer,
     };
     let read_only = settings.read_only;
-    serve(cli, settings, sources, label, audit, read_only).await
+    serve(cli, settings, sources, label, audit, read_only, problems).await
 }
 
 /// Runs the dashboard, `--once`, or a failover command on the given sources.
@@ -148,6 +149,7 @@ async fn serve<W: Writer>(
     label: String,
     audit: AuditLog,
     read_only: bool,
+    notices: Vec<String>,
 ) -> Result<ExitCode> {
     let live = !cli.demo;
     // Real clusters take longer to show a move than the simulator (probes every few seconds,
@@ -184,6 +186,15 @@ async fn serve<W: Writer>(
         });
     }
     let mut app = App::new(settings.themes, settings.theme_index, label, read_only);
+    // What the kubeconfig files said (a missing file skipped, contexts shown once): in the
+    // event log, since the terminal belongs to the dashboard.
+    for message in notices {
+        app.push_log(LogEntry {
+            at: meshtop::engine::unix_now(),
+            severity: Severity::Warning,
+            message,
+        });
+    }
     app.typed_confirmation = live;
     runtime::run(app, sources, audit, verify_within).await?;
     Ok(ExitCode::SUCCESS)

@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod live;
+pub mod plugin;
 pub mod testenv;
 pub mod tmux;
