@@ -146,3 +146,24 @@ pub async fn build(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_certificate_file_is_named_and_the_plugin_is_taken_out() {
+        let yaml = "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+            clusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:1\n\
+            users:\n- name: u\n  user:\n    client-certificate: /nonexistent/meshtop-gone.crt\n    client-key: /nonexistent/k.key\n\
+            - name: p\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/false\n\
+            contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\n\
+            - name: e\n  context:\n    cluster: k\n    user: p\n";
+        let k = Kubeconfig::from_yaml(yaml).unwrap();
+        let p = prepare("c", k.clone()).await.ok().unwrap();
+        let e = build(p.config, None, &Bearer::default()).await.err().unwrap();
+        assert!(e.contains("/nonexistent/meshtop-gone.crt"), "{e}");
+        let p = prepare("e", k).await.ok().unwrap();
+        assert!(p.plugin.is_some() && p.config.auth_info.exec.is_none());
+    }
+}

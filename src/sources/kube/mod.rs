@@ -55,6 +55,8 @@ const SYSTEM_NAMESPACE: &str = "istio-system";
 pub const CREDENTIALS: &str = "credentials";
 /// A token refresh is shown on the cluster only when it runs longer than this.
 const REFRESH_QUIET: Duration = Duration::from_secs(10);
+/// At least this long between two plugin runs asked for by 401s.
+const KICK_GAP: Duration = Duration::from_secs(30);
 /// Objects per page of an initial LIST: bounds the memory of one response.
 const PAGE_SIZE: u32 = 250;
 
@@ -455,6 +457,7 @@ async fn refresh_tokens(
     let cmd = credentials::command_name(&exec);
     let mut obtained = Timestamp::now();
     let mut attempt = 0;
+    let mut last_run = tokio::time::Instant::now();
     loop {
         let wait = expires
             .map(|e| {
@@ -466,11 +469,18 @@ async fn refresh_tokens(
             .unwrap_or(Duration::MAX);
         tokio::select! {
             _ = tokio::time::sleep(wait.min(Duration::from_secs(86_400 * 365))) => {}
-            _ = kick.notified() => {}
+            _ = kick.notified() => {
+                // A 401 on every heartbeat must not run the plugin every 3 s.
+                let since = last_run.elapsed();
+                if since < KICK_GAP {
+                    tokio::time::sleep(KICK_GAP - since).await;
+                }
+            }
         }
         if shared.closed() {
             return;
         }
+        last_run = tokio::time::Instant::now();
         tracing::info!(context = %shared.context(), plugin = %cmd, "refreshing the token");
         let mut reported = false;
         let result = credentials::run(&exec, credentials::PLUGIN_LIMIT, |elapsed| {
