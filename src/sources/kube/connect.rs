@@ -161,7 +161,10 @@ mod tests {
             - name: e\n  context:\n    cluster: k\n    user: p\n";
         let k = Kubeconfig::from_yaml(yaml).unwrap();
         let p = prepare("c", k.clone()).await.ok().unwrap();
-        let e = build(p.config, None, &Bearer::default()).await.err().unwrap();
+        let e = build(p.config, None, &Bearer::default())
+            .await
+            .err()
+            .unwrap();
         assert!(e.contains("/nonexistent/meshtop-gone.crt"), "{e}");
         let p = prepare("e", k).await.ok().unwrap();
         assert!(p.plugin.is_some() && p.config.auth_info.exec.is_none());
