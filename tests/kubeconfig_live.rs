@@ -237,7 +237,16 @@ async fn contexts_of_the_same_name_in_two_files_are_both_watched() -> Result<()>
     write_yaml(&fb, &file_of(b, "admin")?)?;
     // The same API server as the first file, under another name.
     write_yaml(&fc, &file_of(a, "also-a")?)?;
-    let mut live = live_on(&[&fa, &fb, &fc]).await?;
+    let (targets, problems) = meshtop::sources::kube::kubeconfig::resolve_files(
+        &[fa.clone(), fb.clone(), fc.clone()],
+        &[],
+        &Default::default(),
+    )?;
+    assert_eq!(
+        problems,
+        ["context \"also-a\" reaches the same API server: shown once, as \"admin\""]
+    );
+    let mut live = Live::from_targets(targets);
     let names = ["admin".to_string(), "admin (kubeadm-b.yaml)".to_string()];
     live.wait_all_live(&names).await?;
     let model = live.json();
@@ -293,8 +302,10 @@ fn expired_certificate(env: &TestEnv, dir: &Path) -> Result<(String, String)> {
         d.join("ca.cnf"),
         format!(
             "[ca]\ndefault_ca = c\n[c]\ndatabase = {0}/index.txt\nserial = {0}/serial\n\
-             new_certs_dir = {0}\ndefault_md = sha256\npolicy = p\n\
-             [p]\ncommonName = supplied\norganizationName = optional\n",
+             new_certs_dir = {0}\ndefault_md = sha256\npolicy = p\nx509_extensions = ext\n\
+             [p]\ncommonName = supplied\norganizationName = optional\n\
+             [ext]\nbasicConstraints = CA:FALSE\nkeyUsage = critical, digitalSignature\n\
+             extendedKeyUsage = clientAuth\n",
             d.display()
         ),
     )?;
@@ -582,7 +593,7 @@ async fn every_kubeconfig_shape_gets_a_clear_state_on_its_cluster() -> Result<()
     )
     .await?;
     // Nothing of this disturbed the real clusters.
-    assert!(all_live(&live.json(), &env.contexts));
+    live.wait_all_live(&env.contexts).await?;
     Ok(())
 }
 
