@@ -171,6 +171,19 @@ fn normalized_deployment(d: &Deployment) -> Value {
     {
         a.remove("kubectl.kubernetes.io/restartedAt");
     }
+    // The map a first restart created to hold its stamp is part of the restart too.
+    if let Some(meta) = v
+        .pointer_mut("/spec/template/metadata")
+        .and_then(Value::as_object_mut)
+    {
+        if meta
+            .get("annotations")
+            .and_then(Value::as_object)
+            .is_some_and(|a| a.is_empty())
+        {
+            meta.remove("annotations");
+        }
+    }
     v
 }
 
