@@ -886,6 +886,17 @@ fn a_connecting_cluster_waits_apart_until_it_is_live() {
         t.cluster("remote").map(|c| c.served_by.clone()),
         Some(vec!["primary/istio-system/istiod".to_string()])
     );
+    // A credential plugin still running (a slow token refresh) reads as what it is, not as
+    // a part of the cluster left unread.
+    let credentials: Vec<&str> = t
+        .findings_for(&NodeId::cluster("remote"))
+        .filter(|f| f.message.contains("credential plugin"))
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(
+        credentials,
+        vec!["credentials: credential plugin running for 12 s"]
+    );
 }
 
 /// A cluster that was live keeps its last data and its place in its mesh when it stops

@@ -148,12 +148,13 @@ fn connection_findings(c: &Cluster, findings: &mut Vec<Finding>) {
         push(findings, severity, node.clone(), message);
     }
     for (topic, note) in &c.notes {
-        push(
-            findings,
-            Severity::Warning,
-            node.clone(),
-            format!("{topic} could not be read: {note}"),
-        );
+        // A credential plugin that runs long is no part of the cluster left unread.
+        let message = if topic == super::snapshot::CREDENTIALS_NOTE {
+            format!("{topic}: {note}")
+        } else {
+            format!("{topic} could not be read: {note}")
+        };
+        push(findings, Severity::Warning, node.clone(), message);
     }
 }
 
