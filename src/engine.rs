@@ -243,7 +243,14 @@ pub async fn run(
                         format!("watching {n} cluster{}", if n == 1 { "" } else { "s" })
                     } else {
                         let m = next.meshes.len();
-                        format!("connected: {n} clusters in {m} mesh{}", plural(m))
+                        let apart = next.not_connected.len();
+                        let placed = n - apart;
+                        let mut line =
+                            format!("connected: {placed} clusters in {m} mesh{}", plural(m));
+                        if apart > 0 {
+                            line.push_str(&format!(", {apart} not connected"));
+                        }
+                        line
                     }
                 },
             }]

@@ -80,6 +80,31 @@ pub fn table(topology: &Topology) -> String {
             );
         }
     }
+    if !topology.not_connected.is_empty() {
+        let _ = writeln!(out, "NOT CONNECTED");
+        for c in &topology.not_connected {
+            let _ = writeln!(
+                out,
+                "  CLUSTER {} {:<10} {}{}",
+                c.health.glyph(),
+                c.name,
+                c.connection.label(),
+                c.connection
+                    .reason()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+        }
+        for f in &topology.findings {
+            let _ = writeln!(
+                out,
+                "  FINDING {} {}: {}",
+                f.severity.glyph(),
+                crate::topology::model::NodeId::describe(&f.node),
+                f.message
+            );
+        }
+    }
     for p in &topology.federation.pairs {
         let _ = writeln!(out, "FEDERATION {} {} ⇄ {}", p.health.glyph(), p.a, p.b);
         for d in [&p.a_to_b, &p.b_to_a] {

@@ -66,6 +66,9 @@ fn once_json_follows_the_documented_schema() {
     }
     assert!(alpha["tenants"][0]["clusters"][0]["injection"].is_string());
     assert!(alpha["findings"][0]["severity"].is_string());
+    // Every demo cluster is reached: the group apart is there, and empty.
+    assert_eq!(v["not_connected"], serde_json::json!([]));
+    assert_eq!(v["findings"], serde_json::json!([]));
     let total_services: usize = meshes
         .iter()
         .map(|m| m["services"].as_array().unwrap().len())
@@ -170,7 +173,30 @@ fn bad_usage_and_configuration_exit_2() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON even so");
-    let c = &v["meshes"][0]["networks"][0]["clusters"][0];
+    // Never reached: not a mesh of its own, listed apart with why.
+    assert_eq!(v["meshes"].as_array().map(Vec::len), Some(0), "{v}");
+    let c = &v["not_connected"][0];
+    assert_eq!(c["name"], "a", "{c}");
     assert_eq!(c["connection"], "down", "{c}");
+    assert_eq!(c["status"], "down", "{c}");
     assert!(c["error"].as_str().unwrap_or("").contains("refused"), "{c}");
+    assert!(
+        v["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|f| f["node"] == "cluster:a"
+                && f["message"].as_str().unwrap_or("").contains("unreachable")),
+        "{v}"
+    );
+    let out = meshtop(&[
+        "--once",
+        "--timeout",
+        "1",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("NOT CONNECTED"), "{table}");
+    assert!(!table.contains("MESH"), "no mesh of its own: {table}");
 }

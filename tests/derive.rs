@@ -8,15 +8,11 @@ use meshtop::topology::model::*;
 use meshtop::topology::snapshot::{Connection, KubeObject, Store, Update};
 use serde::Deserialize;
 
-/// Loads `tests/fixtures/<scenario>/<context>.yaml` (multi-document) in the given order.
+/// Loads `tests/fixtures/<scenario>/<context>.yaml` (multi-document) in the given order, each
+/// cluster live.
 fn load(scenario: &str, contexts: &[&str]) -> Store {
     let mut store = Store::default();
     for context in contexts {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(scenario)
-            .join(format!("{context}.yaml"));
-        let text = std::fs::read_to_string(&path).expect("fixture exists");
         store.apply(
             Update::Connection {
                 context: context.to_string(),
@@ -24,22 +20,43 @@ fn load(scenario: &str, contexts: &[&str]) -> Store {
             },
             SystemTime::UNIX_EPOCH,
         );
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_json::Value::deserialize(doc).expect("valid YAML");
-            if value.is_null() {
-                continue;
-            }
-            let object = KubeObject::from_value(value).expect("known object");
-            store.apply(
-                Update::Apply {
-                    context: context.to_string(),
-                    object: Box::new(object),
-                },
-                SystemTime::UNIX_EPOCH,
-            );
-        }
+        add_objects(&mut store, scenario, context);
     }
     store
+}
+
+/// Applies the objects of `tests/fixtures/<scenario>/<context>.yaml` to `context`, whatever
+/// its connection.
+fn add_objects(store: &mut Store, scenario: &str, context: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(scenario)
+        .join(format!("{context}.yaml"));
+    let text = std::fs::read_to_string(&path).expect("fixture exists");
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let value = serde_json::Value::deserialize(doc).expect("valid YAML");
+        if value.is_null() {
+            continue;
+        }
+        let object = KubeObject::from_value(value).expect("known object");
+        store.apply(
+            Update::Apply {
+                context: context.to_string(),
+                object: Box::new(object),
+            },
+            SystemTime::UNIX_EPOCH,
+        );
+    }
+}
+
+fn set_connection(store: &mut Store, context: &str, connection: Connection) {
+    store.apply(
+        Update::Connection {
+            context: context.into(),
+            connection,
+        },
+        SystemTime::UNIX_EPOCH,
+    );
 }
 
 fn topology() -> Topology {
@@ -375,6 +392,12 @@ fn incremental_derivation_equals_a_fresh_one_over_random_histories() {
         for update in sim.drain() {
             store.apply(update, SystemTime::UNIX_EPOCH);
         }
+        // A context never reached, until a random change makes it live.
+        set_connection(
+            &mut store,
+            "never-reached",
+            Connection::Down("connection refused".into()),
+        );
         let mut rng = Rng::new(seed * 7919 + 1);
         let mut deriver = Deriver::default();
         assert_eq!(deriver.derive(&store), derive(&store), "seed {seed}, start");
@@ -486,10 +509,11 @@ fn incremental_derivation_equals_a_fresh_one_over_random_histories() {
                 }
             }
             7 => {
-                let connection = match rng.below(4) {
+                let connection = match rng.below(6) {
                     0 => Connection::Stale("timeout".into()),
                     1 => Connection::Down("connection refused".into()),
                     2 => Connection::Forbidden("403".into()),
+                    3 => Connection::Connecting,
                     _ => Connection::Live,
                 };
                 store.apply(
@@ -730,4 +754,171 @@ fn incremental_endpoint_counts_equal_fresh_ones_over_slice_changes() {
             );
         }
     }
+}
+
+/// Clusters whose API server was never reached are in no mesh: listed apart, in kubeconfig
+/// order, with why; the mesh of the reachable clusters is exactly what it is without them.
+#[test]
+fn clusters_never_reached_are_listed_apart_not_as_a_mesh() {
+    let contexts = ["primary", "remote", "west"];
+    let baseline = derive(&load("primary-remote", &contexts));
+    let mut store = Store::default();
+    set_connection(
+        &mut store,
+        "dead",
+        Connection::Down("connection refused".into()),
+    );
+    for context in contexts {
+        set_connection(&mut store, context, Connection::Live);
+        add_objects(&mut store, "primary-remote", context);
+    }
+    set_connection(
+        &mut store,
+        "expired",
+        Connection::AuthError("token expired".into()),
+    );
+    let t = derive(&store);
+
+    assert_eq!(
+        t.meshes.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec!["mesh1"],
+        "no mesh `unknown` for the clusters never reached"
+    );
+    assert!(t
+        .meshes
+        .iter()
+        .flat_map(|m| m.networks.iter())
+        .all(|n| n.name != "unknown"));
+    assert_eq!(
+        t.meshes, baseline.meshes,
+        "the reachable mesh is unaffected"
+    );
+    assert_eq!(t.federation, baseline.federation);
+
+    let apart: Vec<(&str, &str, Health)> = t
+        .not_connected
+        .iter()
+        .map(|c| (c.name.as_str(), c.connection.label(), c.health))
+        .collect();
+    assert_eq!(
+        apart,
+        vec![
+            ("dead", "down", Health::Down),
+            ("expired", "auth error", Health::Down)
+        ],
+        "kubeconfig order, never healthy"
+    );
+    assert_eq!(
+        t.cluster("dead").and_then(|c| c.connection.reason()),
+        Some("connection refused")
+    );
+    // Every cluster is still seen by those who walk them all (exit status, status bar).
+    let all: Vec<&str> = t.clusters().map(|c| c.name.as_str()).collect();
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert!(all.contains(&"dead") && all.contains(&"expired"));
+    assert!(t.mesh_of_cluster("dead").is_none());
+    // Why each is not connected is a finding on its node, outside any mesh.
+    assert!(t
+        .findings_for(&NodeId::cluster("dead"))
+        .any(|f| f.severity == Severity::Error
+            && f.message == "API server unreachable: connection refused"));
+    assert!(t
+        .findings_for(&NodeId::cluster("expired"))
+        .any(|f| f.severity == Severity::Error && f.message.contains("token expired")));
+    assert!(t.meshes.iter().all(|m| m
+        .findings
+        .iter()
+        .all(|f| f.node != NodeId::cluster("dead") && f.node != NodeId::cluster("expired"))));
+    assert_eq!(t.findings.len(), 2, "{:?}", t.findings);
+}
+
+/// At start every cluster connects: none is in a mesh until it is live, none gets a verdict or
+/// a finding, and a live one moves into its mesh while another still connects.
+#[test]
+fn a_connecting_cluster_waits_apart_until_it_is_live() {
+    let mut store = Store::default();
+    for context in ["primary", "remote"] {
+        set_connection(&mut store, context, Connection::Connecting);
+        // Its first LISTs are under way: some objects are in, the cluster is not live yet.
+        add_objects(&mut store, "primary-remote", context);
+    }
+    store.apply(
+        Update::Note {
+            context: "remote".into(),
+            topic: meshtop::topology::snapshot::CREDENTIALS_NOTE.into(),
+            note: Some("credential plugin running for 12 s".into()),
+        },
+        SystemTime::UNIX_EPOCH,
+    );
+    let mut deriver = meshtop::topology::derive::Deriver::default();
+    let t = deriver.derive(&store);
+    assert!(t.meshes.is_empty(), "{:?}", t.meshes);
+    assert_eq!(
+        t.not_connected
+            .iter()
+            .map(|c| (c.name.as_str(), c.health))
+            .collect::<Vec<_>>(),
+        vec![("primary", Health::Unknown), ("remote", Health::Unknown)]
+    );
+    assert!(t.findings.is_empty(), "no finding while connecting");
+
+    set_connection(&mut store, "primary", Connection::Live);
+    let t = deriver.derive(&store);
+    assert_eq!(t, derive(&store), "incremental equals fresh");
+    assert_eq!(t.meshes.len(), 1);
+    assert_eq!(t.meshes[0].id, "mesh1");
+    assert_eq!(
+        t.meshes[0]
+            .clusters()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["primary"]
+    );
+    assert_eq!(t.not_connected.len(), 1);
+    assert_eq!(t.not_connected[0].name, "remote");
+
+    set_connection(&mut store, "remote", Connection::Live);
+    let t = deriver.derive(&store);
+    assert_eq!(t, derive(&store), "incremental equals fresh");
+    assert!(t.not_connected.is_empty());
+    assert_eq!(t.meshes[0].clusters().count(), 2);
+    assert_eq!(
+        t.cluster("remote").map(|c| c.served_by.clone()),
+        Some(vec!["primary/istio-system/istiod".to_string()])
+    );
+    // A credential plugin still running (a slow token refresh) reads as what it is, not as
+    // a part of the cluster left unread.
+    let credentials: Vec<&str> = t
+        .findings_for(&NodeId::cluster("remote"))
+        .filter(|f| f.message.contains("credential plugin"))
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(
+        credentials,
+        vec!["credentials: credential plugin running for 12 s"]
+    );
+}
+
+/// A cluster that was live keeps its last data and its place in its mesh when it stops
+/// answering or its credentials stop working.
+#[test]
+fn a_cluster_that_was_live_keeps_its_place_when_it_fails() {
+    let mut store = load("primary-remote", &["primary", "remote", "west"]);
+    set_connection(&mut store, "west", Connection::Stale("timeout".into()));
+    set_connection(
+        &mut store,
+        "remote",
+        Connection::AuthError("token expired".into()),
+    );
+    let t = derive(&store);
+    assert!(t.not_connected.is_empty(), "{:?}", t.not_connected);
+    let mesh = t.mesh_of_cluster("west").map(|m| m.id.as_str());
+    assert_eq!(mesh, Some("mesh1"));
+    assert_eq!(t.mesh_of_cluster("remote").map(|m| m.id.as_str()), mesh);
+    assert_eq!(t.cluster("west").map(|c| c.health), Some(Health::Degraded));
+    assert_eq!(t.cluster("remote").map(|c| c.health), Some(Health::Down));
+    assert!(
+        t.cluster("west").is_some_and(|c| c.endpoints_total > 0),
+        "its last data stays"
+    );
 }

@@ -310,3 +310,129 @@ fn federation_node_and_import_panel_show_trust_and_where_the_service_runs() {
         "{s}"
     );
 }
+
+/// The demo with three more contexts that never answered: one refuses connections, one's
+/// credentials are refused, one waits for its credential plugin.
+fn app_with_unreached() -> App {
+    use meshtop::topology::snapshot::{Connection, Update, CREDENTIALS_NOTE};
+    let mut sim = DemoSim::new(3);
+    let _ = sim.drain();
+    let mut store = sim.world().clone();
+    let at = std::time::SystemTime::UNIX_EPOCH;
+    for (context, connection) in [
+        ("dead", Connection::Down("connection refused".into())),
+        (
+            "expired",
+            Connection::AuthError("certificate expired on 2025-01-31".into()),
+        ),
+        ("slow", Connection::Connecting),
+    ] {
+        let context = context.to_string();
+        store.apply(
+            Update::Connection {
+                context,
+                connection,
+            },
+            at,
+        );
+    }
+    store.apply(
+        Update::Note {
+            context: "slow".into(),
+            topic: CREDENTIALS_NOTE.into(),
+            note: Some("credential plugin running for 12 s".into()),
+        },
+        at,
+    );
+    let topology = Arc::new(derive(&store));
+    let (themes, _) = theme::discover(None);
+    let index = themes.iter().position(|t| t.name == "dark").unwrap();
+    let mut app = App::new(themes, index, "demo · seed 3".into(), false);
+    app.on_topology(topology, Vec::new());
+    app.now = 0;
+    app
+}
+
+#[test]
+fn clusters_never_reached_are_a_group_of_their_own_with_why() {
+    let mut app = app_with_unreached();
+    let in_meshes: usize = app
+        .topology
+        .meshes
+        .iter()
+        .map(|m| m.clusters().count())
+        .sum();
+    select(&mut app, "unreached");
+    let s = screen(&mut app, 160, 40);
+    assert!(
+        s.contains(&format!(
+            " 2 meshes · {in_meshes} clusters · 3 not connected · demo"
+        )),
+        "counted apart in the header:\n{s}"
+    );
+    assert!(s.contains("not connected 3 clusters"), "{s}");
+    assert!(s.contains("dead down · connection refused"), "{s}");
+    assert!(
+        s.contains("expired auth error · certificate expired on 2025-01-31"),
+        "{s}"
+    );
+    assert!(
+        s.contains("slow connecting · credential plugin running for 12 s"),
+        "{s}"
+    );
+    assert!(!s.contains("unknown"), "no mesh or network `unknown`:\n{s}");
+    insta::assert_snapshot!(s);
+    // A cluster of the group shows the cluster panel, with why it is not connected.
+    select(&mut app, "cluster:dead");
+    let s = screen(&mut app, 160, 40);
+    assert!(s.contains("Cluster dead"), "{s}");
+    assert!(
+        s.contains("API server unreachable: connection refused"),
+        "{s}"
+    );
+    assert!(!s.contains("f failover"), "nothing to fail over: {s}");
+    insta::assert_snapshot!("not_connected_cluster_panel", s);
+    key(&mut app, 'f');
+    let s = screen(&mut app, 160, 40);
+    assert!(s.contains("dead was never reached"), "{s}");
+}
+
+/// A cluster selected while it connects stays selected when it goes live and moves into its
+/// mesh; the group goes when it is empty.
+#[test]
+fn a_connecting_cluster_keeps_the_cursor_when_it_joins_its_mesh() {
+    use meshtop::app::tree::NodeRef;
+    use meshtop::topology::snapshot::{Connection, Update};
+    let mut sim = DemoSim::new(3);
+    let _ = sim.drain();
+    let mut store = sim.world().clone();
+    // beta-1 as at start: its first LISTs under way, never live yet.
+    let beta = store.cluster_mut("beta-1");
+    beta.connection = Connection::Connecting;
+    beta.reached = false;
+    beta.version += 1;
+    let mut app = app("dark");
+    app.on_topology(Arc::new(derive(&store)), Vec::new());
+    assert!(app.topology.meshes.iter().all(|m| m.id != "mesh-beta"));
+    select(&mut app, "cluster:beta-1");
+    let s = screen(&mut app, 140, 40);
+    assert!(s.contains("1 mesh · 4 clusters · 1 not connected"), "{s}");
+    assert!(s.contains("beta-1 connecting"), "{s}");
+
+    store.apply(
+        Update::Connection {
+            context: "beta-1".into(),
+            connection: Connection::Live,
+        },
+        std::time::SystemTime::UNIX_EPOCH,
+    );
+    app.on_topology(Arc::new(derive(&store)), Vec::new());
+    let s = screen(&mut app, 140, 40);
+    assert_eq!(app.selected(), Some(NodeRef::Cluster("beta-1".into())));
+    assert_eq!(
+        app.tree_state.selected(),
+        ["mesh:mesh-beta", "net:mesh-beta/beta-net", "cluster:beta-1"]
+    );
+    assert!(s.contains("2 meshes · 5 clusters · demo"), "{s}");
+    assert!(!s.contains("not connected"), "{s}");
+}

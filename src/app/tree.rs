@@ -1,5 +1,6 @@
 //! The hierarchy as tree items: Mesh → Network → Cluster → {Control planes → served clusters,
-//! Gateways, Namespaces → Services}. Rebuilt on a topology, filter, theme or open/close change,
+//! Gateways, Namespaces → Services}, then the clusters never reached (not connected) and the
+//! federation. Rebuilt on a topology, filter, theme or open/close change,
 //! and only below open nodes (a closed node gets one hidden placeholder child so it still shows
 //! ▶): the cost follows what is on screen, not the size of the mesh. With a filter, every node
 //! is visited but only matches and their ancestors get a line. What every rebuild reads of a
@@ -32,6 +33,8 @@ pub enum NodeRef {
     Namespace(String, String),
     /// (context, namespace, name)
     Service(String, String, String),
+    /// The clusters never reached, in no mesh.
+    NotConnected,
     /// The federation of the meshes.
     Federation,
     /// A pair of meshes (its id, see `NodeId::federation_pair`).
@@ -128,7 +131,7 @@ pub struct TreeIndex {
 impl TreeIndex {
     pub fn new(topology: &Topology) -> TreeIndex {
         let mut findings: FxHashMap<String, usize> = FxHashMap::default();
-        for f in topology.meshes.iter().flat_map(|m| m.findings.iter()) {
+        for f in topology.findings() {
             match findings.get_mut(f.node.as_str()) {
                 Some(n) => *n += 1,
                 None => {
@@ -454,7 +457,7 @@ impl Builder<'_> {
             |b| {
                 let state = match c.connection {
                     Connection::Live => String::new(),
-                    ref other => format!(" · {}", other.label()),
+                    _ => format!(" · {}", connection_state(c, false)),
                 };
                 let detail = format!(
                     "{}{served} {}/{}{state}",
@@ -470,6 +473,52 @@ impl Builder<'_> {
                 groups.extend(b.gateway_group(c));
                 groups.extend(b.namespace_group(mesh, c));
                 groups
+            },
+        )
+    }
+
+    /// The clusters never reached, each with why; leaves (nothing of theirs is known yet).
+    fn not_connected(&mut self) -> Option<TreeItem<'static, String>> {
+        let clusters = &self.topology.not_connected;
+        if clusters.is_empty() {
+            return None;
+        }
+        let id = NodeId::not_connected();
+        let name = "not connected";
+        self.node(
+            id.clone(),
+            Some(NodeRef::NotConnected),
+            name,
+            true,
+            |b| {
+                // Never healthy: unknown while they connect, down once refused.
+                let health = Health::worst_of(clusters.iter().map(|c| c.health));
+                let n = clusters.len();
+                let detail = format!("{n} cluster{}", if n == 1 { "" } else { "s" });
+                b.line(health, name, detail, b.findings(&id))
+            },
+            |b| {
+                clusters
+                    .iter()
+                    .filter_map(|c| {
+                        let id = NodeId::cluster(&c.name);
+                        b.node(
+                            id.clone(),
+                            Some(NodeRef::Cluster(c.name.clone())),
+                            &c.name,
+                            false,
+                            |b| {
+                                b.line(
+                                    c.health,
+                                    c.label(),
+                                    connection_state(c, true),
+                                    b.findings(&id),
+                                )
+                            },
+                            |_| Vec::new(),
+                        )
+                    })
+                    .collect()
             },
         )
     }
@@ -776,11 +825,31 @@ pub fn build(
         );
         items.extend(item);
     }
+    items.extend(b.not_connected());
     items.extend(b.federation());
     TreeModel {
         items,
         nodes: b.nodes,
     }
+}
+
+/// A cluster's connection in words for its tree line: the state, what a connecting cluster
+/// waits for (a credential plugin that runs), and with `reason` why it failed (first line).
+fn connection_state(c: &Cluster, reason: bool) -> String {
+    let mut state = c.connection.label().to_string();
+    let why = match c.connection {
+        Connection::Connecting => c
+            .notes
+            .get(crate::topology::snapshot::CREDENTIALS_NOTE)
+            .map(String::as_str),
+        _ if reason => c.connection.reason(),
+        _ => None,
+    };
+    if let Some(why) = why.and_then(|w| w.lines().next()).filter(|w| !w.is_empty()) {
+        state.push_str(" · ");
+        state.push_str(why);
+    }
+    state
 }
 
 /// Every path to a node with children: opening all of them shows every filter match.
@@ -810,6 +879,20 @@ pub fn path_of(topology: &Topology, id: &str) -> Option<Vec<String>> {
     let fed = NodeId::federation();
     if id == fed {
         return Some(vec![fed]);
+    }
+    let unreached = NodeId::not_connected();
+    if !topology.not_connected.is_empty() {
+        if id == unreached {
+            return Some(vec![unreached]);
+        }
+        let context = id.strip_prefix("cluster:");
+        if topology
+            .not_connected
+            .iter()
+            .any(|c| Some(c.name.as_str()) == context)
+        {
+            return Some(vec![unreached, id.to_string()]);
+        }
     }
     for pair in &topology.federation.pairs {
         if pair.id == id {
@@ -986,7 +1069,7 @@ mod tests {
     fn the_index_counts_findings_as_the_topology_does() {
         let t = topology(3);
         let index = TreeIndex::new(&t);
-        for f in t.meshes.iter().flat_map(|m| m.findings.iter()) {
+        for f in t.findings() {
             assert_eq!(index.findings(&f.node), t.findings_for(&f.node).count());
         }
         assert_eq!(index.findings("cluster:nowhere"), 0);

@@ -87,7 +87,8 @@ impl App {
     }
 
     /// Where the cursor goes when its node vanished: the same cluster under its new control
-    /// plane, else the nearest ancestor left, else the top.
+    /// plane, else the nearest ancestor left, else the top (the first mesh, else the clusters
+    /// not connected).
     fn relocate(&self, old: &[String]) -> Vec<String> {
         let t = &self.topology;
         if let Some(context) = old.last().and_then(|id| NodeId::served_context(id)) {
@@ -104,10 +105,11 @@ impl App {
                 return path;
             }
         }
-        t.meshes
-            .first()
-            .map(|m| vec![NodeId::mesh(&m.id)])
-            .unwrap_or_default()
+        match t.meshes.first() {
+            Some(m) => vec![NodeId::mesh(&m.id)],
+            None if !t.not_connected.is_empty() => vec![NodeId::not_connected()],
+            None => Vec::new(),
+        }
     }
 
     pub fn on_topology(&mut self, topology: Arc<Topology>, log: Vec<LogEntry>) {
@@ -117,8 +119,15 @@ impl App {
             self.push_log(entry);
         }
         self.received_first = true;
-        // Meshes and networks open the first time they appear (live clusters find their mesh
-        // only once they sync); what the user closed afterwards stays closed.
+        // Meshes, networks and the clusters not connected open the first time they appear
+        // (live clusters find their mesh only once they sync); what the user closed afterwards
+        // stays closed.
+        if !self.topology.not_connected.is_empty() {
+            let id = NodeId::not_connected();
+            if self.seen_groups.insert(id.clone()) {
+                self.tree_state.open(vec![id]);
+            }
+        }
         for mesh in &self.topology.meshes {
             let mesh_id = NodeId::mesh(&mesh.id);
             if self.seen_groups.insert(mesh_id.clone()) {
@@ -324,11 +333,31 @@ impl App {
     fn subject(&self) -> Option<Subject> {
         match self.selected()? {
             NodeRef::ControlPlane(id) => Some(Subject::ControlPlane(id.clone())),
+            // A cluster never reached: nothing is known of what serves it.
+            NodeRef::Cluster(c) if self.not_connected(&c) => None,
             other => other.cluster().map(|c| Subject::Cluster(c.to_string())),
         }
     }
 
+    fn not_connected(&self, context: &str) -> bool {
+        self.topology
+            .not_connected
+            .iter()
+            .any(|c| c.name == context)
+    }
+
     fn open_failover(&mut self) -> Option<Command> {
+        if let Some(NodeRef::Cluster(c)) = self.selected() {
+            if self.not_connected(&c) {
+                self.modal = Some(Modal::Message {
+                    title: "Failover".into(),
+                    body: format!(
+                        "Cannot fail over: {c} was never reached, so nothing is known of what serves it."
+                    ),
+                });
+                return None;
+            }
+        }
         let Some(subject) = self.subject() else {
             self.modal = Some(Modal::Message {
                 title: "Failover".into(),
@@ -611,6 +640,7 @@ fn first_match(
             NodeRef::Served(_, c) => c,
             NodeRef::Namespace(_, n) => n,
             NodeRef::Service(_, _, s) => s,
+            NodeRef::NotConnected => "not connected",
             NodeRef::Federation => "federation",
             NodeRef::FederationPair(id) => id,
             NodeRef::FederationImport(_, _, se) => se,

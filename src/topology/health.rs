@@ -137,9 +137,38 @@ impl ServiceRules {
     }
 }
 
+/// What a cluster's connection and notes say, as findings on its node (none while it
+/// connects: its data is partial, a half-read cluster is not "down").
+fn connection_findings(c: &Cluster, findings: &mut Vec<Finding>) {
+    if c.connection == Connection::Connecting {
+        return;
+    }
+    let node = NodeId::cluster(&c.name);
+    if let Some((severity, message)) = connection_finding(&c.connection) {
+        push(findings, severity, node.clone(), message);
+    }
+    for (topic, note) in &c.notes {
+        // A credential plugin that runs long is no part of the cluster left unread.
+        let message = if topic == super::snapshot::CREDENTIALS_NOTE {
+            format!("{topic}: {note}")
+        } else {
+            format!("{topic} could not be read: {note}")
+        };
+        push(findings, Severity::Warning, node.clone(), message);
+    }
+}
+
+/// A cluster never reached: its connection is its whole status (unknown while connecting,
+/// down when refused), and why it is not connected is its finding.
+pub fn not_connected(c: &mut Cluster, findings: &mut Vec<Finding>) {
+    c.health = connection(&c.connection);
+    connection_findings(c, findings);
+}
+
 /// Statuses of networks and clusters, and the mesh-wide findings. Services are judged
-/// already ([`service`]); their findings come in `service_findings`.
-pub fn mesh(m: &mut Mesh, service_findings: Vec<Finding>) {
+/// already ([`service`]); their findings come in `service_findings`. `any_connecting`: some
+/// cluster of the topology (in this mesh or not yet in any) has not answered yet.
+pub fn mesh(m: &mut Mesh, service_findings: Vec<Finding>, any_connecting: bool) {
     let mut findings = std::mem::take(&mut m.findings);
     let multi_network = m.networks.len() > 1;
 
@@ -202,7 +231,6 @@ pub fn mesh(m: &mut Mesh, service_findings: Vec<Finding>) {
 
     // While a cluster syncs, a control plane it runs may not be known yet: whom it serves is
     // decided once every cluster has answered.
-    let any_connecting = m.clusters().any(|c| c.connection == Connection::Connecting);
     for net in &mut m.networks {
         for c in &mut net.clusters {
             if c.connection == Connection::Connecting {
@@ -213,17 +241,7 @@ pub fn mesh(m: &mut Mesh, service_findings: Vec<Finding>) {
             }
             let node = NodeId::cluster(&c.name);
             let mut status = connection(&c.connection);
-            if let Some((severity, message)) = connection_finding(&c.connection) {
-                push(&mut findings, severity, node.clone(), message);
-            }
-            for (topic, note) in &c.notes {
-                push(
-                    &mut findings,
-                    Severity::Warning,
-                    node.clone(),
-                    format!("{topic} could not be read: {note}"),
-                );
-            }
+            connection_findings(c, &mut findings);
             let served: Vec<&(Health, bool, String)> =
                 c.served_by.iter().filter_map(|id| cps.get(id)).collect();
             if c.role != ClusterRole::Unknown && c.role != ClusterRole::ExternalControlPlane {

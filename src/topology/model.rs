@@ -477,13 +477,22 @@ impl Mesh {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Topology {
     pub meshes: Vec<Mesh>,
+    /// Clusters never reached (never live), in kubeconfig order: nothing says which mesh they
+    /// belong to, so they are in none until they answer. Their connection says why.
+    pub not_connected: Vec<Cluster>,
+    /// Findings about the not-connected clusters (they belong to no mesh).
+    pub findings: Vec<Finding>,
     /// How the meshes trust each other and what crosses between them.
     pub federation: Federation,
 }
 
 impl Topology {
+    /// Every cluster: those of the meshes, then the not-connected ones.
     pub fn clusters(&self) -> impl Iterator<Item = &Cluster> {
-        self.meshes.iter().flat_map(|m| m.clusters())
+        self.meshes
+            .iter()
+            .flat_map(|m| m.clusters())
+            .chain(self.not_connected.iter())
     }
 
     pub fn cluster(&self, context: &str) -> Option<&Cluster> {
@@ -504,12 +513,17 @@ impl Topology {
             .find(|m| m.clusters().any(|c| c.name == context))
     }
 
-    pub fn findings_for(&self, node: &str) -> impl Iterator<Item = &Finding> {
-        let node = node.to_string();
+    /// Every finding: the meshes', then those of the not-connected clusters.
+    pub fn findings(&self) -> impl Iterator<Item = &Finding> {
         self.meshes
             .iter()
             .flat_map(|m| m.findings.iter())
-            .filter(move |f| f.node == node)
+            .chain(self.findings.iter())
+    }
+
+    pub fn findings_for(&self, node: &str) -> impl Iterator<Item = &Finding> {
+        let node = node.to_string();
+        self.findings().filter(move |f| f.node == node)
     }
 }
 
@@ -562,6 +576,10 @@ impl NodeId {
     pub fn tenant(mesh: &str, namespace: &str) -> String {
         format!("tenant:{mesh}/{namespace}")
     }
+    /// The group of the clusters never reached (one per model).
+    pub fn not_connected() -> String {
+        "unreached".to_string()
+    }
     /// The federation node (one per model, above the pairs).
     pub fn federation() -> String {
         "fed".to_string()
@@ -599,7 +617,7 @@ impl NodeId {
 
     /// A node id for people: `service payments/api`, `cluster east-2`, ...
     pub fn describe(id: &str) -> String {
-        let (kind, rest) = id.split_once(':').unwrap_or(("", id));
+        let (kind, rest) = id.split_once(':').unwrap_or((id, ""));
         let after_mesh = || {
             rest.split_once('/')
                 .map(|(_, r)| r)
@@ -614,6 +632,7 @@ impl NodeId {
             "gw" => format!("gateway {rest}"),
             "msvc" => format!("service {}", after_mesh()),
             "tenant" => format!("tenant {}", after_mesh()),
+            "unreached" => "not connected".to_string(),
             "fed" => "federation".to_string(),
             "fedpair" => format!("federation {}", rest.replace('|', " ⇄ ")),
             "fedimp" => {

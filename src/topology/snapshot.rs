@@ -168,6 +168,10 @@ pub enum Connection {
     AuthError(String),
 }
 
+/// The topic of the note a cluster carries while its kubeconfig's credential plugin runs
+/// ("credential plugin running for 12 s"): shown after `connecting` on its tree line.
+pub const CREDENTIALS_NOTE: &str = "credentials";
+
 impl Connection {
     /// The word shown for the state.
     pub fn label(&self) -> &'static str {
@@ -264,6 +268,9 @@ pub struct ClusterSnapshot {
     /// The Istio cluster id the config file gives this context; wins over what the data says.
     pub cluster_id_override: Option<String>,
     pub connection: Connection,
+    /// Whether the cluster was ever live (or stale, which follows live): only then is what it
+    /// holds a whole cluster that belongs in a mesh. Until then it is "not connected".
+    pub reached: bool,
     /// What could not be read, by topic (e.g. `Secrets`: "403 forbidden"): that part of the
     /// cluster is missing, the rest is shown.
     pub notes: BTreeMap<String, String>,
@@ -594,6 +601,8 @@ impl Store {
             } => {
                 let cluster = self.cluster_mut(&context);
                 if cluster.connection != connection {
+                    cluster.reached |=
+                        matches!(connection, Connection::Live | Connection::Stale(_));
                     cluster.connection = connection;
                     cluster.version += 1;
                 }

@@ -77,23 +77,35 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
 fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
     let theme = app.theme();
     let t = &app.topology;
-    let clusters = t.clusters().count();
-    let worst = Health::worst_of(t.meshes.iter().map(|m| m.health));
+    // Clusters never reached are counted apart: they are in no mesh.
+    let clusters: usize = t.meshes.iter().map(|m| m.clusters().count()).sum();
+    let unreached = Health::worst_of(t.not_connected.iter().map(|c| c.health));
+    let worst = Health::worst_of(t.meshes.iter().map(|m| m.health)).worst(unreached);
     let mut spans = vec![
         Span::styled(" meshtop ", theme.title().add_modifier(Modifier::REVERSED)),
         Span::raw(" "),
         Span::styled(worst.glyph(), theme.health(worst)),
         Span::styled(
             format!(
-                " {} mesh{} · {clusters} cluster{} · {}",
+                " {} mesh{} · {clusters} cluster{}",
                 t.meshes.len(),
                 if t.meshes.len() == 1 { "" } else { "es" },
                 if clusters == 1 { "" } else { "s" },
-                app.source_label
             ),
             theme.base(),
         ),
     ];
+    if !t.not_connected.is_empty() {
+        spans.push(Span::styled(" · ", theme.base()));
+        spans.push(Span::styled(
+            format!("{} not connected", t.not_connected.len()),
+            theme.health(unreached),
+        ));
+    }
+    spans.push(Span::styled(
+        format!(" · {}", app.source_label),
+        theme.base(),
+    ));
     if app.read_only {
         spans.push(Span::styled(" · read-only", theme.health(Health::Degraded)));
     }

@@ -94,6 +94,7 @@ impl Live {
     }
 }
 
+/// Every cluster of the model: those of the meshes' networks, then the not-connected ones.
 pub fn clusters(model: &Value) -> Vec<&Value> {
     let mut out = Vec::new();
     for m in model["meshes"].as_array().into_iter().flatten() {
@@ -101,6 +102,7 @@ pub fn clusters(model: &Value) -> Vec<&Value> {
             out.extend(n["clusters"].as_array().into_iter().flatten());
         }
     }
+    out.extend(model["not_connected"].as_array().into_iter().flatten());
     out
 }
 

@@ -115,24 +115,45 @@ pub(super) fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) 
         clusters.push((cluster, mesh_id, network, findings));
     }
 
+    // Each cluster belongs to exactly one mesh, or to none: it is moved, not copied.
+    let mut clusters: Vec<Option<Placed>> = clusters.into_iter().map(Some).collect();
+    // A cluster never reached has no mesh: nothing it holds says which (and a guess would put
+    // down clusters in a mesh of their own). It waits apart, with why.
+    let mut not_connected = Vec::new();
+    let mut loose_findings = Vec::new();
+    for (slot, f) in clusters.iter_mut().zip(facts) {
+        if f.reached {
+            continue;
+        }
+        if let Some((mut cluster, _, _, findings)) = slot.take() {
+            loose_findings.extend(findings);
+            health::not_connected(&mut cluster, &mut loose_findings);
+            not_connected.push(cluster);
+        }
+    }
+    loose_findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.node.cmp(&b.node)));
+    // While a cluster syncs, a control plane it runs may not be known yet.
+    let any_connecting = facts.iter().any(|f| f.connection == Connection::Connecting);
+
     // Group into meshes (first appearance order) and networks (sorted).
-    let mut mesh_order: Vec<String> = Vec::new();
-    for (_, mesh_id, _, _) in &clusters {
-        let id = mesh_id.clone().unwrap_or_else(|| "unknown".into());
+    let mesh_of: Vec<Option<String>> = clusters
+        .iter()
+        .map(|c| {
+            c.as_ref()
+                .map(|(_, m, _, _)| m.clone().unwrap_or_else(|| "unknown".into()))
+        })
+        .collect();
+    let mut mesh_order: Vec<&String> = Vec::new();
+    for id in mesh_of.iter().flatten() {
         if !mesh_order.contains(&id) {
             mesh_order.push(id);
         }
     }
     let mut meshes = Vec::new();
-    let mesh_of: Vec<String> = clusters
-        .iter()
-        .map(|(_, m, _, _)| m.clone().unwrap_or_else(|| "unknown".into()))
-        .collect();
-    // Each cluster belongs to exactly one mesh: it is moved, not copied, into that mesh.
-    let mut clusters: Vec<Option<_>> = clusters.into_iter().map(Some).collect();
     for mesh_id in mesh_order {
+        let mesh_id = mesh_id.clone();
         let members: Vec<usize> = (0..clusters.len())
-            .filter(|&i| mesh_of[i] == mesh_id)
+            .filter(|&i| mesh_of[i].as_ref() == Some(&mesh_id))
             .collect();
         let member_clusters: Vec<&Placed> = members
             .iter()
@@ -268,7 +289,7 @@ pub(super) fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) 
             findings,
             health: Health::Unknown,
         };
-        health::mesh(&mut mesh, service_findings);
+        health::mesh(&mut mesh, service_findings, any_connecting);
         meshes.push(mesh);
     }
     // Expiry is judged as of the latest data, so the same snapshots give the same model.
@@ -278,7 +299,12 @@ pub(super) fn assemble_with(facts: &[Arc<ClusterFacts>], cache: &mut JoinCache) 
         .max()
         .unwrap_or(0);
     let federation = super::federation::federate(facts, &mut meshes, now);
-    Topology { meshes, federation }
+    Topology {
+        meshes,
+        not_connected,
+        findings: loose_findings,
+        federation,
+    }
 }
 
 /// Clusters that run an istiod whose `CLUSTER_ID` names another cluster of the kubeconfig, one

@@ -25,6 +25,8 @@ pub struct ClusterFacts {
     pub context: String,
     pub display_name: Option<String>,
     pub connection: Connection,
+    /// Ever live: placed in a mesh; else listed as not connected.
+    pub reached: bool,
     /// What could not be read, by topic.
     pub notes: BTreeMap<String, String>,
     pub last_update: Option<u64>,
@@ -244,6 +246,7 @@ impl ClusterReader {
             context: s.context.clone(),
             display_name: s.display_name.clone(),
             connection: s.connection.clone(),
+            reached: s.reached,
             notes: s.notes.clone(),
             last_update: s.last_update.and_then(unix_secs),
             cluster_id: identity.cluster_id.clone(),

@@ -4,6 +4,8 @@ use super::*;
 
 pub(super) fn cluster(theme: &Theme, app: &App, c: &Cluster) -> Body {
     let t = &app.topology;
+    // Never reached: in no mesh, so no network and nothing known of who serves it.
+    let reached = !t.not_connected.iter().any(|x| x.name == c.name);
     let mut lines = vec![
         kv_health(theme, "status", c.health, String::new()),
         kv(theme, "role", c.role.label()),
@@ -16,7 +18,7 @@ pub(super) fn cluster(theme: &Theme, app: &App, c: &Cluster) -> Body {
                 .flat_map(|m| m.networks.iter())
                 .find(|n| n.clusters.iter().any(|x| x.name == c.name))
                 .map(|n| n.name.clone())
-                .unwrap_or_default(),
+                .unwrap_or_else(|| if reached { "" } else { "none: not connected" }.to_string()),
         ),
         kv(
             theme,
@@ -40,14 +42,25 @@ pub(super) fn cluster(theme: &Theme, app: &App, c: &Cluster) -> Body {
         ]));
     }
     for (topic, note) in &c.notes {
+        // A credential plugin still running is no part of the cluster left unread.
+        let key = if topic == crate::topology::snapshot::CREDENTIALS_NOTE {
+            "waiting for"
+        } else {
+            "not read"
+        };
         lines.push(Line::from(vec![
-            Span::styled(format!("{:<20} ", "not read"), theme.muted()),
+            Span::styled(format!("{key:<20} "), theme.muted()),
             Span::styled(format!("{topic}: {note}"), theme.health(Health::Degraded)),
         ]));
     }
     lines.push(Line::raw(""));
     lines.push(heading(theme, "Served by"));
-    if c.served_by.is_empty() {
+    if c.served_by.is_empty() && !reached {
+        lines.push(Line::styled(
+            "  not known until the cluster answers",
+            theme.muted(),
+        ));
+    } else if c.served_by.is_empty() {
         lines.push(Line::styled(
             "  no control plane",
             theme.health(Health::Down),

@@ -12,6 +12,7 @@ mod federation;
 mod gateway;
 mod mesh;
 mod network;
+mod not_connected;
 mod service;
 mod tenant;
 
@@ -20,6 +21,7 @@ use control_plane::control_plane;
 use gateway::gateway;
 use mesh::mesh;
 use network::network;
+use not_connected::not_connected;
 use service::service;
 use tenant::tenant;
 
@@ -83,6 +85,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 Some(m) => (format!("Tenant {ns}"), tenant(theme, m, ns)),
                 None => gone(theme),
             },
+            NodeRef::NotConnected => ("Not connected".to_string(), not_connected(theme, app)),
             NodeRef::Federation => ("Federation".to_string(), federation::federation(theme, t)),
             NodeRef::FederationPair(id) => match t.federation.pair(id) {
                 Some(p) => (
