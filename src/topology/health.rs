@@ -149,12 +149,15 @@ fn connection_findings(c: &Cluster, findings: &mut Vec<Finding>) {
     }
     for (topic, note) in &c.notes {
         // A credential plugin that runs long is no part of the cluster left unread.
-        let message = if topic == super::snapshot::CREDENTIALS_NOTE {
-            format!("{topic}: {note}")
-        } else {
-            format!("{topic} could not be read: {note}")
+        let (severity, message) = match topic.as_str() {
+            super::snapshot::CREDENTIALS_NOTE => (Severity::Warning, format!("{topic}: {note}")),
+            super::snapshot::KUBECONFIG_NOTE => (Severity::Info, format!("{topic}: {note}")),
+            _ => (
+                Severity::Warning,
+                format!("{topic} could not be read: {note}"),
+            ),
         };
-        push(findings, Severity::Warning, node.clone(), message);
+        push(findings, severity, node.clone(), message);
     }
 }
 

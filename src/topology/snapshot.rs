@@ -172,6 +172,10 @@ pub enum Connection {
 /// ("credential plugin running for 12 s"): shown after `connecting` on its tree line.
 pub const CREDENTIALS_NOTE: &str = "credentials";
 
+/// The topic of what the kubeconfig files say about a cluster (a context of the same name in
+/// another file, another context reaching the same API server): information, not a fault.
+pub const KUBECONFIG_NOTE: &str = "kubeconfig";
+
 impl Connection {
     /// The word shown for the state.
     pub fn label(&self) -> &'static str {

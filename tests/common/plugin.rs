@@ -125,7 +125,7 @@ pub async fn token(env: &TestEnv, context: &str) -> Result<String> {
             let r = sas
                 .create_token_request("meshtop-plugin", &Default::default(), &request)
                 .await?;
-            let token: Option<String> = r.status.and_then(|s| s.token.into());
+            let token: Option<String> = r.status.and_then(|s| s.token);
             Ok::<_, anyhow::Error>(token)
         }
     })

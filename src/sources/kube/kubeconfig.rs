@@ -16,7 +16,7 @@ use kube::config::{AuthInfo, Context, Kubeconfig, NamedAuthInfo, NamedCluster, N
 
 use super::connect::ClientSlot;
 use crate::config::ClusterSettings;
-use crate::topology::snapshot::Connection;
+use crate::topology::snapshot::{Connection, KUBECONFIG_NOTE};
 
 /// One cluster to watch.
 pub struct Target {
@@ -209,7 +209,7 @@ pub fn contexts(files: &[File]) -> Vec<Found> {
             if let Some(first) = found.iter_mut().find(|f| f.original == named.name) {
                 if first.server().is_some() && first.server() == entry.server() {
                     first.notes.push((
-                        "kubeconfig".into(),
+                        KUBECONFIG_NOTE.into(),
                         format!(
                             "context {:?} is also defined in {} for the same API server: shown once",
                             named.name,
@@ -226,7 +226,7 @@ pub fn contexts(files: &[File]) -> Vec<Found> {
                     n += 1;
                 }
                 entry.notes.push((
-                    "kubeconfig".into(),
+                    KUBECONFIG_NOTE.into(),
                     format!(
                         "context {:?} of {} (kubectl sees only the one of {first_file})",
                         named.name,
@@ -329,7 +329,7 @@ fn resolve_in(
                     dropped.name, first.name
                 );
                 problems.push(text.clone());
-                first.notes.push(("kubeconfig".into(), text));
+                first.notes.push((KUBECONFIG_NOTE.into(), text));
             }
         } else {
             i += 1;

@@ -52,7 +52,7 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The system namespace: where Istio's ConfigMaps and remote secrets live.
 const SYSTEM_NAMESPACE: &str = "istio-system";
 /// The note topic of a credential plugin's progress and failures.
-pub const CREDENTIALS: &str = "credentials";
+pub use crate::topology::snapshot::CREDENTIALS_NOTE as CREDENTIALS;
 /// A token refresh is shown on the cluster only when it runs longer than this.
 const REFRESH_QUIET: Duration = Duration::from_secs(10);
 /// At least this long between two plugin runs asked for by 401s.
