@@ -365,6 +365,23 @@ fn main() {
         shoot(&mut live, &fonts, "live-failover.png");
     }
 
+    // Kubeconfigs as operators have them (make.sh writes them beside the test environment's):
+    // one context behind a credential plugin that never answers, one whose server refuses.
+    if let Some(files) = std::env::var_os("MESHTOP_SCREENSHOT_PLUGIN_KUBECONFIG") {
+        let files: Vec<std::path::PathBuf> = std::env::split_paths(&files).collect();
+        let (topology, log) = live_on(&files, std::time::Duration::from_secs(6));
+        let mut shot = app(topology, log, "dark");
+        shot.source_label = format!("live · {} clusters", shot.topology.clusters().count());
+        let waiting = shot
+            .topology
+            .not_connected
+            .first()
+            .map(|c| c.name.clone())
+            .expect("a cluster not connected");
+        select(&mut shot, &format!("cluster:{waiting}"));
+        shoot(&mut shot, &fonts, "live-not-connected.png");
+    }
+
     // Two federated meshes on real clusters (`testenv/up --topology federation`, when make.sh
     // finds it running): the pair, both directions.
     if let Some(kubeconfig) = std::env::var_os("MESHTOP_SCREENSHOT_FEDERATION_KUBECONFIG") {
@@ -409,19 +426,38 @@ fn access(kubeconfig: &Path, plan: &meshtop::failover::plan::Plan) -> Vec<Check>
 /// The topology of real clusters once every one is live and every istiod answered (20 s at
 /// most), through the same live source and engine as `meshtop`.
 fn live(kubeconfig: &Path) -> (Arc<Topology>, Vec<LogEntry>) {
+    live_on(
+        &[kubeconfig.to_path_buf()],
+        std::time::Duration::from_secs(20),
+    )
+}
+
+/// [`live`] on the files of a `KUBECONFIG` list, waiting at most `wait` for every cluster.
+fn live_on(
+    files: &[std::path::PathBuf],
+    wait: std::time::Duration,
+) -> (Arc<Topology>, Vec<LogEntry>) {
     use meshtop::sources::kube;
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let (targets, _) = kube::resolve(Some(kubeconfig), &[], &Default::default())
-            .await
-            .expect("kubeconfig");
+        let (targets, notices) =
+            kube::kubeconfig::resolve_files(files, &[], &Default::default()).expect("kubeconfig");
+        let log = Arc::new(std::sync::Mutex::new(
+            notices
+                .into_iter()
+                .map(|message| LogEntry {
+                    at: meshtop::engine::unix_now(),
+                    severity: meshtop::topology::model::Severity::Warning,
+                    message,
+                })
+                .collect::<Vec<_>>(),
+        ));
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (topology_tx, mut topology_rx) =
             tokio::sync::watch::channel(Arc::new(Topology::default()));
         let (derived_tx, mut derived_rx) = tokio::sync::mpsc::unbounded_channel();
         let _sources = kube::start(targets, tx);
         tokio::spawn(meshtop::engine::run(rx, topology_tx, derived_tx));
-        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = log.clone();
         tokio::spawn(async move {
             while let Some(d) = derived_rx.recv().await {
@@ -438,7 +474,7 @@ fn live(kubeconfig: &Path) -> (Arc<Topology>, Vec<LogEntry>) {
                     .flat_map(|c| c.control_planes.iter())
                     .all(|cp| cp.connected_proxies.is_some())
         };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let _ = tokio::time::timeout(wait, async {
             while !settled(&topology_rx.borrow_and_update()) {
                 if topology_rx.changed().await.is_err() {
                     return;
