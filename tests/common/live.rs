@@ -184,9 +184,7 @@ pub async fn secret_values(env: &TestEnv) -> Result<Vec<String>> {
 
 /// A kubeconfig for a ServiceAccount that may read everything meshtop reads except Secrets.
 pub async fn restricted_kubeconfig(env: &TestEnv, context: &str) -> Result<std::path::PathBuf> {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use k8s_openapi::api::rbac::v1::ClusterRole;
     let client = env.client(context).await?;
     let pp = kube::api::PatchParams::apply("meshtop-tests").force();
     let role: ClusterRole = serde_json::from_value(serde_json::json!({
@@ -206,48 +204,9 @@ pub async fn restricted_kubeconfig(env: &TestEnv, context: &str) -> Result<std::
     kube::Api::<ClusterRole>::all(client.clone())
         .patch("meshtop-no-secrets", &pp, &kube::api::Patch::Apply(&role))
         .await?;
-    let sa: ServiceAccount = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "meshtop-viewer", "namespace": "default"}
-    }))?;
-    let sas: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), "default");
-    sas.patch("meshtop-viewer", &pp, &kube::api::Patch::Apply(&sa))
-        .await?;
-    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "meshtop-no-secrets"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "meshtop-no-secrets"},
-        "subjects": [{"kind": "ServiceAccount", "name": "meshtop-viewer", "namespace": "default"}]
-    }))?;
-    kube::Api::<ClusterRoleBinding>::all(client.clone())
-        .patch(
-            "meshtop-no-secrets",
-            &pp,
-            &kube::api::Patch::Apply(&binding),
-        )
-        .await?;
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let token = super::testenv::wait_for(
-        "a token for meshtop-viewer",
-        std::time::Duration::from_secs(20),
-        || {
-            let sas = sas.clone();
-            let request = request.clone();
-            async move {
-                let r = sas
-                    .create_token_request("meshtop-viewer", &Default::default(), &request)
-                    .await?;
-                Ok(r.status.map(|s| s.token))
-            }
-        },
-    )
-    .await?;
+    let token =
+        super::testenv::service_account_token(env, context, "meshtop-viewer", "meshtop-no-secrets")
+            .await?;
     let full: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&env.kubeconfig)?)?;
     let cluster = full["clusters"]
         .as_sequence()

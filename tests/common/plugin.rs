@@ -90,46 +90,7 @@ pub fn without(full: &Yaml, context: &str) -> Yaml {
 
 /// A ServiceAccount token (1 h) that may read everything: what the plugins hand out.
 pub async fn token(env: &TestEnv, context: &str) -> Result<String> {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-    let client = env.client(context).await?;
-    let pp = kube::api::PatchParams::apply("meshtop-tests").force();
-    let sa: ServiceAccount = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "meshtop-plugin", "namespace": "default"}
-    }))?;
-    let sas: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), "default");
-    sas.patch("meshtop-plugin", &pp, &kube::api::Patch::Apply(&sa))
-        .await?;
-    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "meshtop-plugin"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"kind": "ServiceAccount", "name": "meshtop-plugin", "namespace": "default"}]
-    }))?;
-    kube::Api::<ClusterRoleBinding>::all(client)
-        .patch("meshtop-plugin", &pp, &kube::api::Patch::Apply(&binding))
-        .await?;
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    super::testenv::wait_for("a token", Duration::from_secs(20), || {
-        let sas = sas.clone();
-        let request = request.clone();
-        async move {
-            let r = sas
-                .create_token_request("meshtop-plugin", &Default::default(), &request)
-                .await?;
-            let token: Option<String> = r.status.and_then(|s| s.token);
-            Ok::<_, anyhow::Error>(token)
-        }
-    })
-    .await
+    super::testenv::service_account_token(env, context, "meshtop-plugin", "cluster-admin").await
 }
 
 /// How a test plugin behaves. Every run appends a line to `runs` in its directory and writes

@@ -852,3 +852,55 @@ pub fn pem_sha256(pem: &str) -> Result<String> {
         .ok_or_else(|| anyhow!("no fingerprint in {text:?}"))?;
     Ok(fp.replace(':', "").to_lowercase())
 }
+
+/// A token (1 h) of ServiceAccount `default/<name>`, created if needed and bound to the
+/// ClusterRole `cluster_role` (binding named like the account).
+pub async fn service_account_token(
+    env: &TestEnv,
+    context: &str,
+    name: &str,
+    cluster_role: &str,
+) -> Result<String> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let client = env.client(context).await?;
+    let pp = kube::api::PatchParams::apply("meshtop-tests").force();
+    let sa: ServiceAccount = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": "default"}
+    }))?;
+    let sas: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), "default");
+    sas.patch(name, &pp, &kube::api::Patch::Apply(&sa)).await?;
+    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "default"}]
+    }))?;
+    kube::Api::<ClusterRoleBinding>::all(client)
+        .patch(name, &pp, &kube::api::Patch::Apply(&binding))
+        .await?;
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    wait_for(
+        &format!("a token for {name}"),
+        std::time::Duration::from_secs(20),
+        || {
+            let sas = sas.clone();
+            let request = request.clone();
+            async move {
+                let r = sas
+                    .create_token_request(name, &Default::default(), &request)
+                    .await?;
+                Ok(r.status.and_then(|s| s.token))
+            }
+        },
+    )
+    .await
+}

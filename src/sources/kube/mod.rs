@@ -402,6 +402,35 @@ fn plugin_backoff(attempt: u32) -> Duration {
     Duration::from_secs((5u64 << attempt.min(6)).min(300))
 }
 
+/// Runs the plugin once; after `quiet`, the cluster says every second for how long it has run
+/// (`suffix` says why), and the note goes when it ends.
+async fn run_plugin(
+    exec: &ExecConfig,
+    shared: &Shared,
+    quiet: Duration,
+    suffix: &str,
+) -> Result<Credential, credentials::PluginError> {
+    let cmd = credentials::command_name(exec);
+    let mut reported = false;
+    let result = credentials::run(exec, credentials::PLUGIN_LIMIT, |elapsed| {
+        if elapsed >= quiet {
+            reported = true;
+            shared.note(
+                CREDENTIALS,
+                Some(format!(
+                    "credential plugin `{cmd}` running for {} s{suffix}",
+                    elapsed.as_secs()
+                )),
+            );
+        }
+    })
+    .await;
+    if reported {
+        shared.note(CREDENTIALS, None);
+    }
+    result
+}
+
 /// Runs the plugin until it gives a credential: while it runs the cluster says for how long;
 /// when it fails or overruns its limit the cluster is `auth error` with the reason, and it is
 /// tried again later. `None` when nobody listens any more.
@@ -411,22 +440,7 @@ async fn obtain(exec: &ExecConfig, shared: &Shared) -> Option<Credential> {
     loop {
         let since = crate::logging::since_start().as_millis() as u64;
         tracing::info!(context = %shared.context(), plugin = %cmd, since_start_ms = since, "running the credential plugin");
-        let mut reported = false;
-        let result = credentials::run(exec, credentials::PLUGIN_LIMIT, |elapsed| {
-            reported = true;
-            shared.note(
-                CREDENTIALS,
-                Some(format!(
-                    "credential plugin `{cmd}` running for {} s",
-                    elapsed.as_secs()
-                )),
-            );
-        })
-        .await;
-        if reported {
-            shared.note(CREDENTIALS, None);
-        }
-        match result {
+        match run_plugin(exec, shared, Duration::ZERO, "").await {
             Ok(c) => return Some(c),
             Err(e) => {
                 let delay = plugin_backoff(attempt);
@@ -482,25 +496,8 @@ async fn refresh_tokens(
         }
         last_run = tokio::time::Instant::now();
         tracing::info!(context = %shared.context(), plugin = %cmd, "refreshing the token");
-        let mut reported = false;
-        let result = credentials::run(&exec, credentials::PLUGIN_LIMIT, |elapsed| {
-            // A refresh runs while the old token works: said only when it takes long.
-            if elapsed >= REFRESH_QUIET {
-                reported = true;
-                shared.note(
-                    CREDENTIALS,
-                    Some(format!(
-                        "credential plugin `{cmd}` running for {} s (token refresh)",
-                        elapsed.as_secs()
-                    )),
-                );
-            }
-        })
-        .await;
-        if reported {
-            shared.note(CREDENTIALS, None);
-        }
-        match result {
+        // A refresh runs while the old token works: said only when it takes long.
+        match run_plugin(&exec, &shared, REFRESH_QUIET, " (token refresh)").await {
             Ok(c) => {
                 attempt = 0;
                 if let Some(t) = &c.token {
