@@ -398,8 +398,12 @@ impl Writer for KubeWriter {
             }),
         };
         let where_ = format!("Lease {SYSTEM_NAMESPACE}/{LEASE_NAME} in {}", plan.cluster);
-        match bounded(leases.get_opt(LEASE_NAME)).await? {
-            None => {
+        // A take-over races whatever still touches the lease (a renewal the stopped API server
+        // queued while the attempt ran): on a conflict, read it again and decide again.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let Some(lease) = bounded(leases.get_opt(LEASE_NAME)).await? else {
                 if let Err(e) = bounded(leases.create(&PostParams::default(), &fresh(None))).await {
                     // Created by another meshtop in the meantime: say who.
                     return Err(match bounded(leases.get_opt(LEASE_NAME)).await {
@@ -415,30 +419,42 @@ impl Writer for KubeWriter {
                         _ => format!("{where_}: {e}"),
                     });
                 }
-            }
-            Some(lease) => {
-                if let Some((other, until)) = held(&lease) {
-                    // Finishing or reverting an attempt may take over its lock from the
-                    // process that ran it, when that process is gone from this host (or is
-                    // this one, whose attempt has ended).
-                    let own_dead_attempt = resuming.is_some()
-                        && lease_attempt(&lease).as_deref() == resuming
-                        && holder_host_pid(&other).is_some_and(|(host, pid)| {
-                            host == super::audit::hostname()
-                                && (!pid_alive(pid) || pid == std::process::id())
-                        });
-                    if !own_dead_attempt {
-                        return Err(format!(
-                            "another failover holds {where_}: {other} ({}) until {}",
-                            lease_plan(&lease),
-                            until.strftime("%H:%M:%S UTC")
-                        ));
-                    }
+                break;
+            };
+            if let Some((other, until)) = held(&lease) {
+                // Finishing or reverting an attempt may take over its lock from the
+                // process that ran it, when that process is gone from this host (or is
+                // this one, whose attempt has ended).
+                let own_dead_attempt = resuming.is_some()
+                    && lease_attempt(&lease).as_deref() == resuming
+                    && holder_host_pid(&other).is_some_and(|(host, pid)| {
+                        host == super::audit::hostname()
+                            && (!pid_alive(pid) || pid == std::process::id())
+                    });
+                if !own_dead_attempt {
+                    return Err(format!(
+                        "another failover holds {where_}: {other} ({}) until {}",
+                        lease_plan(&lease),
+                        until.strftime("%H:%M:%S UTC")
+                    ));
                 }
-                let rv = lease.metadata.resource_version.clone();
-                bounded(leases.replace(LEASE_NAME, &PostParams::default(), &fresh(rv)))
-                    .await
-                    .map_err(|e| format!("{where_} could not be taken: {e}"))?;
+            }
+            let rv = lease.metadata.resource_version.clone();
+            let replaced = tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                leases.replace(LEASE_NAME, &PostParams::default(), &fresh(rv)),
+            )
+            .await;
+            match replaced {
+                Ok(Ok(_)) => break,
+                Ok(Err(kube::Error::Api(s))) if s.code == 409 && tries < 3 => continue,
+                Ok(Err(e)) => return Err(format!("{where_} could not be taken: {}", describe(&e))),
+                Err(_) => {
+                    return Err(format!(
+                        "{where_} could not be taken: the API server did not answer within \
+                         {REQUEST_TIMEOUT:?}"
+                    ))
+                }
             }
         }
         let renewer = {
