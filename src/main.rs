@@ -1,5 +1,6 @@
 //! meshtop: parse the command line, then hand over.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -28,7 +29,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("meshtop: {e:#}");
+            // Not eprintln!: with the terminal gone it would panic.
+            let _ = writeln!(std::io::stderr(), "meshtop: {e:#}");
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else {

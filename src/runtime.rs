@@ -218,6 +218,14 @@ pub async fn run<W: Writer>(
         }
     };
     let _ = execute!(stdout(), DisableMouseCapture);
-    ratatui::restore();
+    // The terminal may be gone (a closed window, a dropped SSH session: SIGHUP). Restoring it
+    // must not print then: a failed write to stderr panics, a second one in the terminal's
+    // drop aborts, and an aborted process never drops its sources (nor kills a running
+    // credential plugin with them).
+    if ratatui::try_restore().is_ok() && terminal.show_cursor().is_ok() {
+        drop(terminal);
+    } else {
+        std::mem::forget(terminal);
+    }
     result
 }

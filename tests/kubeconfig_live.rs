@@ -690,3 +690,31 @@ async fn a_hanging_plugin_in_the_terminal_neither_delays_nor_writes_nor_survives
     );
     Ok(())
 }
+
+/// The terminal closes under meshtop (a closed window, a dropped SSH session: SIGHUP and a
+/// dead tty) while a plugin hangs: meshtop still stops the plugin's whole process group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_terminal_leaves_no_plugin_behind() -> Result<()> {
+    let env = testenv();
+    let scratch = Scratch::new("hangup")?;
+    let plugin = Plugin {
+        delay: 100_000,
+        slow_from: 1,
+        life: 0,
+    };
+    let (main, file, dir, _) = with_plugin(env, &scratch, plugin).await?;
+    let command = format!(
+        "{} --log-file {}; sleep 30",
+        env!("CARGO_BIN_EXE_meshtop"),
+        scratch.path("meshtop.log").display()
+    );
+    let kubeconfig = kubeconfig_var(&[&main, &file]);
+    let tmux = Tmux::start("hangup", &command, &[("KUBECONFIG", &kubeconfig)]);
+    tmux.wait("the plugin running", Duration::from_secs(6), |s| {
+        s.contains("credential plugin `plugin.sh` running")
+    });
+    assert!(!plugin_processes(&dir).is_empty(), "the plugin runs");
+    drop(tmux);
+    wait_no_plugin_processes(&dir, Duration::from_secs(3))?;
+    Ok(())
+}
