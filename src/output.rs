@@ -70,15 +70,7 @@ pub fn table(topology: &Topology) -> String {
                 }
             }
         }
-        for f in &m.findings {
-            let _ = writeln!(
-                out,
-                "  FINDING {} {}: {}",
-                f.severity.glyph(),
-                crate::topology::model::NodeId::describe(&f.node),
-                f.message
-            );
-        }
+        findings(&mut out, &m.findings);
     }
     if !topology.not_connected.is_empty() {
         let _ = writeln!(out, "NOT CONNECTED");
@@ -95,15 +87,7 @@ pub fn table(topology: &Topology) -> String {
                     .unwrap_or_default()
             );
         }
-        for f in &topology.findings {
-            let _ = writeln!(
-                out,
-                "  FINDING {} {}: {}",
-                f.severity.glyph(),
-                crate::topology::model::NodeId::describe(&f.node),
-                f.message
-            );
-        }
+        findings(&mut out, &topology.findings);
     }
     for p in &topology.federation.pairs {
         let _ = writeln!(out, "FEDERATION {} {} ⇄ {}", p.health.glyph(), p.a, p.b);
@@ -129,4 +113,16 @@ pub fn table(topology: &Topology) -> String {
         }
     }
     out
+}
+
+fn findings(out: &mut String, findings: &[crate::topology::model::Finding]) {
+    for f in findings {
+        let _ = writeln!(
+            out,
+            "  FINDING {} {}: {}",
+            f.severity.glyph(),
+            crate::topology::model::NodeId::describe(&f.node),
+            f.message
+        );
+    }
 }

@@ -8,6 +8,7 @@ use meshtop::app::state::App;
 use meshtop::sources::demo::DemoSim;
 use meshtop::theme::{self, Theme};
 use meshtop::topology::derive::derive;
+use meshtop::topology::model::Topology;
 use meshtop::ui;
 use ratatui::backend::TestBackend;
 use ratatui::style::Modifier;
@@ -255,6 +256,16 @@ fn app_with_history(pending: Vec<meshtop::failover::audit::Attempt>) -> App {
     app
 }
 
+/// The dashboard on `topology`, dark theme, clock at 0.
+fn app_on(topology: Arc<Topology>) -> App {
+    let (themes, _) = theme::discover(None);
+    let index = themes.iter().position(|t| t.name == "dark").unwrap();
+    let mut app = App::new(themes, index, "demo · seed 3".into(), false);
+    app.on_topology(topology, Vec::new());
+    app.now = 0;
+    app
+}
+
 /// The demo after `steps` seconds of its story.
 fn app_after(steps: u64) -> App {
     let mut sim = DemoSim::new(3);
@@ -263,12 +274,7 @@ fn app_after(steps: u64) -> App {
     }
     let _ = sim.drain();
     let topology = Arc::new(derive(sim.world()));
-    let (themes, _) = theme::discover(None);
-    let index = themes.iter().position(|t| t.name == "dark").unwrap();
-    let mut app = App::new(themes, index, "demo · seed 3".into(), false);
-    app.on_topology(topology, Vec::new());
-    app.now = 0;
-    app
+    app_on(topology)
 }
 
 #[test]
@@ -345,12 +351,7 @@ fn app_with_unreached() -> App {
         at,
     );
     let topology = Arc::new(derive(&store));
-    let (themes, _) = theme::discover(None);
-    let index = themes.iter().position(|t| t.name == "dark").unwrap();
-    let mut app = App::new(themes, index, "demo · seed 3".into(), false);
-    app.on_topology(topology, Vec::new());
-    app.now = 0;
-    app
+    app_on(topology)
 }
 
 #[test]
