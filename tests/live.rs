@@ -554,10 +554,14 @@ async fn an_istiod_that_answers_garbage_is_an_error_on_its_control_plane() -> Re
         Live::start_with(&env.kubeconfig, std::slice::from_ref(&context), &settings).await?;
     let cp = live
         .wait(
-            "a probe error on the control plane",
+            "a probe error on the control plane of a live cluster",
             Duration::from_secs(20),
             |m| {
                 let c = cluster(m, &context)?;
+                // The probe may answer before every kind has synced: wait for both.
+                if c["connection"] != "live" {
+                    return None;
+                }
                 c["control_planes"]
                     .as_array()?
                     .iter()
